@@ -1,0 +1,90 @@
+// The narrow per-device compute interface every op goes through; CPU and CUDA implement it.
+// Kernels take Tensors: inputs may be strided views, outputs are written as described per call.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor/tensor.h"
+
+namespace px {
+
+// y = f(x; alpha). Scalar ops (add_scalar: x + alpha, mul_scalar: alpha * x, pow: x^alpha).
+enum class UnaryOp : uint8_t { neg, exp, log, sqrt, relu, gelu, tanh, sigmoid, add_scalar, mul_scalar, pow };
+// out = a op b; comparisons write bool.
+enum class BinaryOp : uint8_t { add, sub, mul, div, maximum, minimum, eq, ne, lt, le, gt, ge };
+enum class ReduceOp : uint8_t { sum, max, min, argmax };
+
+inline bool is_comparison(BinaryOp op) { return op >= BinaryOp::eq; }
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // dst = src elementwise, converting dtypes; equal shapes, both may be strided.
+  virtual void copy(const Tensor& src, const Tensor& dst) = 0;
+  // dst[...] = value (dst may be strided).
+  virtual void fill(const Tensor& dst, double value) = 0;
+  // out = uniform[lo, hi) or normal(mean, std) from Philox4x32-10 keyed by seed, element i
+  // drawing from counter offset + i, so every device gives the same numbers. out contiguous.
+  virtual void uniform(const Tensor& out, uint64_t seed, uint64_t offset, double lo, double hi) = 0;
+  virtual void normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) = 0;
+
+  // out = op(x; alpha); x strided, out contiguous with x's shape.
+  virtual void unary(UnaryOp op, const Tensor& x, const Tensor& out, double alpha) = 0;
+  // gx = gy * d op(x; alpha)/dx, given x and y = op(x); all contiguous, same shape.
+  virtual void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& gy,
+                              const Tensor& gx, double alpha) = 0;
+  // out = a op b; a, b strided views already expanded to out's shape; out contiguous.
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  // out = cond ? a : b; all expanded to out's shape; cond bool; out contiguous.
+  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  // out = reduce of x over the dims where out has size 1 and x does not (out keeps x's ndim,
+  // contiguous); argmax needs exactly one reduced dim and writes i64.
+  virtual void reduce(ReduceOp op, const Tensor& x, const Tensor& out) = 0;
+
+  // c = alpha * a @ b + beta * c for every batch: a (B, M, K), b (B, K, N), c (B, M, N) contiguous.
+  // a and b have a unit stride in one of their last two dims (a transposed view is fine);
+  // a batch stride of 0 broadcasts.
+  virtual void gemm(const Tensor& a, const Tensor& b, const Tensor& c, double alpha, double beta) = 0;
+
+  // Over the last dim of contiguous (R, C) tensors: y = softmax(x) or log_softmax(x).
+  virtual void softmax(const Tensor& x, const Tensor& y, bool log) = 0;
+  // gx = y * (gy - sum(gy * y)) for softmax; gx = gy - exp(y) * sum(gy) for log_softmax.
+  virtual void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log) = 0;
+
+  // y = (x - mean) * rstd * w + b over the last dim; x, y (R, C); w, b (C) or undefined;
+  // mean, rstd (R) f32/f64 statistics kept for backward.
+  virtual void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& y,
+                         const Tensor& mean, const Tensor& rstd) = 0;
+  // gx (R, C); gw, gb (C) or undefined: written, not accumulated.
+  virtual void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
+                                  const Tensor& gy, const Tensor& gx, const Tensor& gw, const Tensor& gb) = 0;
+
+  // out = x.index_select(dim, index): x contiguous, index i64 (L) in range, out contiguous.
+  virtual void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) = 0;
+  // out.index_add_(dim, index, src): out contiguous, src contiguous.
+  virtual void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) = 0;
+  // out = x.gather(dim, index): index i64 with out's shape; all contiguous.
+  virtual void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) = 0;
+  // out.scatter_add_(dim, index, src): index and src share a shape; all contiguous.
+  virtual void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) = 0;
+
+  // y = x * keep_i / (1 - p) with keep_i = (uniform_i >= p) drawn from Philox(seed, offset + i):
+  // the same call on the gradient regenerates the mask. x, y contiguous.
+  virtual void dropout(const Tensor& x, const Tensor& y, double p, uint64_t seed, uint64_t offset) = 0;
+
+  // Fused log-softmax + NLL with label smoothing eps over logits (N, C), target i64 (N):
+  // loss_n = lse_n - (1 - eps) x_{n,t} - eps/C sum_c x_{n,c}, 0 where target == ignore_index.
+  virtual void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double eps,
+                             const Tensor& loss, const Tensor& lse) = 0;
+  // glogits_{n,c} = gloss_n * (softmax_{n,c} - q_{n,c}), q = (1 - eps) onehot(t) + eps/C; 0 rows for ignored.
+  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
+                                      const Tensor& gloss, int64_t ignore_index, double eps,
+                                      const Tensor& glogits) = 0;
+};
+
+// The backend for a device; CHECK-fails for a device kind this build or machine lacks.
+Backend& backend_for(Device device);
+void register_backend(DeviceType type, Backend* backend);
+
+}  // namespace px

@@ -1,0 +1,47 @@
+// The host backend: OpenBLAS GEMM, OpenMP-threaded elementwise, reduction, softmax, layernorm,
+// index and loss kernels. Each family lives in its own cpu_*.cpp.
+#pragma once
+
+#include "core/backend/backend.h"
+
+namespace px {
+
+class CpuBackend final : public Backend {
+ public:
+  void copy(const Tensor& src, const Tensor& dst) override;
+  void fill(const Tensor& dst, double value) override;
+  void uniform(const Tensor& out, uint64_t seed, uint64_t offset, double lo, double hi) override;
+  void normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override;
+  void unary(UnaryOp op, const Tensor& x, const Tensor& out, double alpha) override;
+  void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& gy, const Tensor& gx,
+                      double alpha) override;
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void reduce(ReduceOp op, const Tensor& x, const Tensor& out) override;
+  void gemm(const Tensor& a, const Tensor& b, const Tensor& c, double alpha, double beta) override;
+  void softmax(const Tensor& x, const Tensor& y, bool log) override;
+  void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log) override;
+  void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& y,
+                 const Tensor& mean, const Tensor& rstd) override;
+  void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
+                          const Tensor& gy, const Tensor& gx, const Tensor& gw, const Tensor& gb) override;
+  void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override;
+  void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override;
+  void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override;
+  void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override;
+  void dropout(const Tensor& x, const Tensor& y, double p, uint64_t seed, uint64_t offset) override;
+  void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double eps,
+                     const Tensor& loss, const Tensor& lse) override;
+  void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse, const Tensor& gloss,
+                              int64_t ignore_index, double eps, const Tensor& glogits) override;
+};
+
+CpuBackend& cpu_backend();
+
+// Threads used by OpenMP kernels and OpenBLAS. The default is cores / local ranks (from
+// OMPI_COMM_WORLD_LOCAL_SIZE or SLURM_NTASKS_PER_NODE), at least 1; PARALLAX_NUM_THREADS overrides.
+int default_num_threads();
+void set_num_threads(int n);
+int num_threads();
+
+}  // namespace px

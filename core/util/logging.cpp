@@ -1,0 +1,27 @@
+// glog set-up shared by every binary: per-rank log files under a directory,
+// console output from rank 0 only.
+#include "core/util/logging.h"
+
+#include <filesystem>
+
+#include <glog/logging.h>
+
+namespace px {
+
+void init_logging(const char* argv0, const std::string& log_dir, int rank) {
+  static bool initialised = false;
+  if (initialised) return;
+  initialised = true;
+  if (!log_dir.empty()) {
+    std::filesystem::create_directories(log_dir);
+    FLAGS_log_dir = log_dir;
+    FLAGS_logtostderr = false;
+    FLAGS_alsologtostderr = (rank == 0);
+  } else {
+    FLAGS_logtostderr = true;
+  }
+  FLAGS_stderrthreshold = rank == 0 ? google::GLOG_INFO : google::GLOG_ERROR;
+  google::InitGoogleLogging(argv0);
+}
+
+}  // namespace px

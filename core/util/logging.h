@@ -1,0 +1,13 @@
+// glog set-up shared by every binary: per-rank log files under a directory,
+// console output from rank 0 only.
+#pragma once
+
+#include <string>
+
+namespace px {
+
+// Initialise glog once per process. With log_dir empty, logs go to stderr only.
+// Ranks other than 0 write only to their log file (or only errors to stderr).
+void init_logging(const char* argv0, const std::string& log_dir, int rank);
+
+}  // namespace px

@@ -1,0 +1,50 @@
+// Philox4x32-10 counter-based RNG (Salmon et al., 2011), usable on host and device, so every
+// backend draws the same numbers for (seed, counter) and dropout masks can be regenerated.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define PX_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define PX_HOST_DEVICE inline
+#endif
+
+namespace px {
+
+struct PhiloxOut {
+  uint32_t v[4];
+};
+
+// Ten rounds of Philox4x32 on counter (ctr, 0, 0) with key seed.
+PX_HOST_DEVICE PhiloxOut philox4x32(uint64_t seed, uint64_t ctr) {
+  uint32_t c0 = static_cast<uint32_t>(ctr), c1 = static_cast<uint32_t>(ctr >> 32), c2 = 0, c3 = 0;
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  for (int r = 0; r < 10; ++r) {
+    const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c0;
+    const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * c2;
+    const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ k0;
+    const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ k1;
+    c1 = static_cast<uint32_t>(p1);
+    c3 = static_cast<uint32_t>(p0);
+    c0 = n0;
+    c2 = n2;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  return PhiloxOut{{c0, c1, c2, c3}};
+}
+
+// Uniform in [0, 1) with 53 random bits, for counter ctr.
+PX_HOST_DEVICE double philox_uniform(uint64_t seed, uint64_t ctr) {
+  const PhiloxOut o = philox4x32(seed, ctr);
+  const uint64_t bits = (static_cast<uint64_t>(o.v[0]) << 21) ^ (o.v[1] >> 11);
+  return static_cast<double>(bits & ((1ull << 53) - 1)) * (1.0 / 9007199254740992.0);
+}
+
+// Uniform in [0, 1) with 24 random bits (dropout masks; cheap on every device).
+PX_HOST_DEVICE float philox_uniform_f32(uint64_t seed, uint64_t ctr) {
+  return static_cast<float>(philox4x32(seed, ctr).v[0] >> 8) * (1.0f / 16777216.0f);
+}
+
+}  // namespace px
