@@ -2,6 +2,7 @@
 // backend draws the same numbers for (seed, counter) and dropout masks can be regenerated.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -45,6 +46,15 @@ PX_HOST_DEVICE double philox_uniform(uint64_t seed, uint64_t ctr) {
 // Uniform in [0, 1) with 24 random bits (dropout masks; cheap on every device).
 PX_HOST_DEVICE float philox_uniform_f32(uint64_t seed, uint64_t ctr) {
   return static_cast<float>(philox4x32(seed, ctr).v[0] >> 8) * (1.0f / 16777216.0f);
+}
+
+// Standard normal by Box-Muller on words v0, v1: u1 = (v0 + 1) 2^-32 in (0, 1], u2 = v1 2^-32,
+// z = sqrt(-2 ln u1) cos(2 pi u2). Every backend uses this, so normal draws match across devices.
+PX_HOST_DEVICE double philox_normal(uint64_t seed, uint64_t ctr) {
+  const PhiloxOut o = philox4x32(seed, ctr);
+  const double u1 = (static_cast<double>(o.v[0]) + 1.0) * 2.3283064365386963e-10;
+  const double u2 = static_cast<double>(o.v[1]) * 2.3283064365386963e-10;
+  return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
 }  // namespace px

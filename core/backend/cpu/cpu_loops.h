@@ -1,0 +1,195 @@
+// Internal helpers shared by the CPU kernels: the OpenMP parallel_for, the strided N-d loop
+// (coalesced dims, rows of the innermost dim handed to a kernel) and dtype dispatch for float kernels.
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "core/backend/cpu/cpu_backend.h"
+#include "core/tensor/tensor.h"
+#include "core/util/check.h"
+
+namespace px::cpu {
+
+// Below this many elements a kernel runs on the calling thread.
+constexpr int64_t kParallelGrain = 32768;
+
+// Calls f(begin, end) over disjoint chunks covering [0, n), in parallel when n * cost_per_item
+// reaches kParallelGrain; each thread gets at most one contiguous chunk.
+template <typename F>
+void parallel_for(int64_t n, int64_t cost_per_item, F&& f) {
+  if (n <= 0) return;
+  const int64_t work = n * std::max<int64_t>(cost_per_item, 1);
+  int64_t nt = std::min<int64_t>(num_threads(), std::max<int64_t>(work / kParallelGrain, 1));
+  nt = std::min(nt, n);
+  if (nt <= 1 || omp_in_parallel()) {
+    f(int64_t{0}, n);
+    return;
+  }
+#pragma omp parallel num_threads(static_cast<int>(nt))
+  {
+    const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
+    const int64_t chunk = (n + threads - 1) / threads;
+    const int64_t begin = std::min(n, t * chunk), end = std::min(n, begin + chunk);
+    if (begin < end) f(begin, end);
+  }
+}
+
+// Number of threads parallel_for would use for n items of the given cost (for per-thread buffers).
+inline int planned_threads(int64_t n, int64_t cost_per_item) {
+  const int64_t work = n * std::max<int64_t>(cost_per_item, 1);
+  int64_t nt = std::min<int64_t>(num_threads(), std::max<int64_t>(work / kParallelGrain, 1));
+  return static_cast<int>(std::max<int64_t>(1, std::min(nt, n)));
+}
+
+// An N-operand loop nest over a common shape with per-operand strides in bytes. Size-1 dims are
+// dropped and adjacent dims merged when every operand allows it, so contiguous tensors become 1-d.
+template <int N>
+struct StridedLoop {
+  std::vector<int64_t> shape;  // innermost last
+  std::array<std::vector<int64_t>, N> strides;  // bytes, per operand, per dim
+  std::array<char*, N> base{};
+  int64_t numel = 1;
+
+  StridedLoop(const Shape& full_shape, const std::array<const Tensor*, N>& ops) {
+    for (int64_t s : full_shape) numel *= s;
+    for (int i = 0; i < N; ++i) {
+      CHECK(ops[i]->shape() == full_shape) << "strided loop: operand " << i << " has shape "
+                                          << shape_str(ops[i]->shape()) << ", expected " << shape_str(full_shape);
+      base[i] = static_cast<char*>(ops[i]->raw_data());
+    }
+    const int64_t nd = static_cast<int64_t>(full_shape.size());
+    for (int64_t d = 0; d < nd; ++d) {
+      if (full_shape[d] == 1) continue;
+      shape.push_back(full_shape[d]);
+      for (int i = 0; i < N; ++i)
+        strides[i].push_back(ops[i]->strides()[d] * static_cast<int64_t>(dtype_size(ops[i]->dtype())));
+    }
+    // merge dim k into dim k-1 (outer) when outer stride == inner stride * inner size for all operands
+    for (int64_t k = static_cast<int64_t>(shape.size()) - 1; k >= 1; --k) {
+      bool ok = true;
+      for (int i = 0; i < N; ++i) ok = ok && strides[i][k - 1] == strides[i][k] * shape[k];
+      if (!ok) continue;
+      shape[k - 1] *= shape[k];
+      shape.erase(shape.begin() + k);
+      for (int i = 0; i < N; ++i) {
+        strides[i][k - 1] = strides[i][k];
+        strides[i].erase(strides[i].begin() + k);
+      }
+    }
+    if (shape.empty()) {  // a scalar (or all size-1 dims)
+      shape.push_back(1);
+      for (int i = 0; i < N; ++i) strides[i].push_back(0);
+    }
+  }
+
+  // Calls row(len, ptrs, inner_strides_bytes) for every run of the innermost dim inside
+  // elements [begin, end) in row-major order.
+  template <typename Row>
+  void run_range(int64_t begin, int64_t end, Row&& row) const {
+    const int64_t nd = static_cast<int64_t>(shape.size());
+    std::vector<int64_t> coord(nd, 0);
+    int64_t rem = begin;
+    for (int64_t d = nd - 1; d >= 0; --d) {
+      coord[d] = rem % shape[d];
+      rem /= shape[d];
+    }
+    std::array<int64_t, N> inner;
+    for (int i = 0; i < N; ++i) inner[i] = strides[i][nd - 1];
+    int64_t pos = begin;
+    while (pos < end) {
+      std::array<char*, N> p;
+      for (int i = 0; i < N; ++i) {
+        int64_t off = 0;
+        for (int64_t d = 0; d < nd; ++d) off += coord[d] * strides[i][d];
+        p[i] = base[i] + off;
+      }
+      const int64_t len = std::min(shape[nd - 1] - coord[nd - 1], end - pos);
+      row(len, p, inner);
+      pos += len;
+      coord[nd - 1] += len;
+      for (int64_t d = nd - 1; d > 0 && coord[d] == shape[d]; --d) {
+        coord[d] = 0;
+        ++coord[d - 1];
+      }
+    }
+  }
+
+  // The whole loop, split across threads by element ranges.
+  template <typename Row>
+  void run(int64_t cost_per_item, Row&& row) const {
+    parallel_for(numel, cost_per_item, [&](int64_t b, int64_t e) { run_range(b, e, row); });
+  }
+};
+
+// Elementwise map out = f(in...) with typed operands: out (index 0) and inputs Ins.... A contiguous
+// row gets a plain indexed loop the compiler vectorises; other rows use byte strides.
+template <typename Out, typename... Ins, typename F>
+void map_elementwise(const Tensor& out, std::array<const Tensor*, sizeof...(Ins)> ins, int64_t cost, F&& f) {
+  constexpr int N = 1 + sizeof...(Ins);
+  std::array<const Tensor*, N> ops;
+  ops[0] = &out;
+  for (size_t i = 0; i < sizeof...(Ins); ++i) ops[i + 1] = ins[i];
+  StridedLoop<N> loop(out.shape(), ops);
+  constexpr std::array<int64_t, N> sizes{static_cast<int64_t>(sizeof(Out)), static_cast<int64_t>(sizeof(Ins))...};
+  loop.run(cost, [&](int64_t n, const std::array<char*, N>& p, const std::array<int64_t, N>& s) {
+    bool contiguous = true;
+    for (int i = 0; i < N; ++i) contiguous = contiguous && s[i] == sizes[i];
+    [&]<size_t... I>(std::index_sequence<I...>) {
+      Out* o = reinterpret_cast<Out*>(p[0]);
+      if (contiguous) {
+        const std::tuple<const Ins*...> in{reinterpret_cast<const Ins*>(p[I + 1])...};
+#pragma omp simd
+        for (int64_t k = 0; k < n; ++k) o[k] = f(std::get<I>(in)[k]...);
+      } else {
+        for (int64_t k = 0; k < n; ++k)
+          *reinterpret_cast<Out*>(p[0] + k * s[0]) =
+              f(*reinterpret_cast<const Ins*>(p[I + 1] + k * s[I + 1])...);
+      }
+    }(std::index_sequence_for<Ins...>{});
+  });
+}
+
+// Calls f(T{}) for f32 or f64 and CHECK-fails naming the op for every other dtype.
+template <typename F>
+decltype(auto) dispatch_float(DType t, const char* op, F&& f) {
+  switch (t) {
+    case DType::f32: return f(float{});
+    case DType::f64: return f(double{});
+    default:
+      LOG(FATAL) << "op " << op << ": dtype " << dtype_name(t) << " not supported on the CPU; convert to f32";
+  }
+  __builtin_unreachable();
+}
+
+// Reads / writes element i of a 1-d f32 or f64 tensor (statistics, per-row losses) by its stride.
+inline double load_f(const Tensor& t, int64_t i) {
+  const int64_t off = t.dim() == 0 ? 0 : i * t.stride(0);
+  if (t.dtype() == DType::f32) return static_cast<const float*>(t.raw_data())[off];
+  CHECK(t.dtype() == DType::f64) << "expected an f32/f64 tensor, got " << t.str();
+  return static_cast<const double*>(t.raw_data())[off];
+}
+inline void store_f(const Tensor& t, int64_t i, double v) {
+  const int64_t off = t.dim() == 0 ? 0 : i * t.stride(0);
+  if (t.dtype() == DType::f32) {
+    static_cast<float*>(t.raw_data())[off] = static_cast<float>(v);
+    return;
+  }
+  CHECK(t.dtype() == DType::f64) << "expected an f32/f64 tensor, got " << t.str();
+  static_cast<double*>(t.raw_data())[off] = v;
+}
+
+// Rows and columns of a tensor viewed as (R, C) over its last dim.
+inline int64_t last_dim(const Tensor& t) { return t.dim() == 0 ? 1 : t.size(-1); }
+inline int64_t rows_of(const Tensor& t) {
+  const int64_t c = last_dim(t);
+  return c == 0 ? 0 : t.numel() / c;
+}
+
+}  // namespace px::cpu

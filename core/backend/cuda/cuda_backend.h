@@ -1,0 +1,65 @@
+// The CUDA implementation of Backend, its one-time registration (init_cuda_backend), and the
+// per-thread "current stream" every kernel, GEMM and the caching allocator are ordered on.
+#pragma once
+
+#include "core/backend/backend.h"
+
+namespace px {
+
+class CudaBackend final : public Backend {
+ public:
+  // Either tensor may live on the host; host <-> device copies stage through contiguous buffers.
+  void copy(const Tensor& src, const Tensor& dst) override;
+  void fill(const Tensor& dst, double value) override;
+  void uniform(const Tensor& out, uint64_t seed, uint64_t offset, double lo, double hi) override;
+  void normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override;
+  void unary(UnaryOp op, const Tensor& x, const Tensor& out, double alpha) override;
+  void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& gy, const Tensor& gx,
+                      double alpha) override;
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void reduce(ReduceOp op, const Tensor& x, const Tensor& out) override;
+  void gemm(const Tensor& a, const Tensor& b, const Tensor& c, double alpha, double beta) override;
+  void softmax(const Tensor& x, const Tensor& y, bool log) override;
+  void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log) override;
+  void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& y,
+                 const Tensor& mean, const Tensor& rstd) override;
+  void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
+                          const Tensor& gy, const Tensor& gx, const Tensor& gw, const Tensor& gb) override;
+  void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override;
+  void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override;
+  void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override;
+  void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override;
+  void dropout(const Tensor& x, const Tensor& y, double p, uint64_t seed, uint64_t offset) override;
+  void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double eps,
+                     const Tensor& loss, const Tensor& lse) override;
+  void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse, const Tensor& gloss,
+                              int64_t ignore_index, double eps, const Tensor& glogits) override;
+};
+
+// Probes cudaGetDeviceCount once (cached). With >= 1 usable GPU it registers the CUDA backend and
+// the caching allocator and returns true; otherwise it logs one INFO line saying why and returns false.
+bool init_cuda_backend();
+CudaBackend& cuda_backend();
+
+// The stream (a cudaStream_t, passed as void* so this header stays free of CUDA headers) that kernels
+// launched from this thread run on. nullptr is the legacy default stream, the initial value.
+void* current_cuda_stream();
+void set_current_cuda_stream(void* stream);
+
+// Makes `device`'s GPU current for the guard's lifetime (a no-op for host devices).
+class CudaDeviceGuard {
+ public:
+  explicit CudaDeviceGuard(Device device);
+  ~CudaDeviceGuard();
+  CudaDeviceGuard(const CudaDeviceGuard&) = delete;
+  CudaDeviceGuard& operator=(const CudaDeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
+// Waits for all work queued on the current stream (tests, host reads).
+void cuda_synchronize();
+
+}  // namespace px

@@ -1,0 +1,54 @@
+// Host-callable launchers of every CUDA kernel family (no CUDA headers here, so tests can call them).
+// Impl::reference runs the plain one-thread-per-element/row kernel kept beside each optimised one.
+#pragma once
+
+#include <cstdint>
+
+#include "core/backend/backend.h"
+#include "core/tensor/tensor.h"
+
+namespace px::cuda {
+
+enum class Impl : uint8_t { fast, reference };
+
+// cuda_elementwise.cu: src and dst on the same device (host staging lives in CudaBackend::copy).
+void copy(const Tensor& src, const Tensor& dst, Impl impl = Impl::fast);
+void fill(const Tensor& dst, double value);
+void uniform(const Tensor& out, uint64_t seed, uint64_t offset, double lo, double hi);
+void normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std);
+void dropout(const Tensor& x, const Tensor& y, double p, uint64_t seed, uint64_t offset);
+void unary(UnaryOp op, const Tensor& x, const Tensor& out, double alpha, Impl impl = Impl::fast);
+void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& gy, const Tensor& gx, double alpha);
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out, Impl impl = Impl::fast);
+void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out);
+
+// cuda_reduce.cu
+void reduce(ReduceOp op, const Tensor& x, const Tensor& out, Impl impl = Impl::fast);
+
+// cuda_softmax.cu
+void softmax(const Tensor& x, const Tensor& y, bool log, Impl impl = Impl::fast);
+void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log, Impl impl = Impl::fast);
+
+// cuda_layernorm.cu
+void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& y, const Tensor& mean,
+               const Tensor& rstd, Impl impl = Impl::fast);
+void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& gy,
+                        const Tensor& gx, const Tensor& gw, const Tensor& gb, Impl impl = Impl::fast);
+
+// cuda_index.cu
+void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out, Impl impl = Impl::fast);
+void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, Impl impl = Impl::fast);
+void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out, Impl impl = Impl::fast);
+void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, Impl impl = Impl::fast);
+
+// cuda_loss.cu
+void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double eps, const Tensor& loss,
+                   const Tensor& lse, Impl impl = Impl::fast);
+void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse, const Tensor& gloss,
+                            int64_t ignore_index, double eps, const Tensor& glogits, Impl impl = Impl::fast);
+
+// cuda_gemm_reference.cu: c = alpha * a @ b + beta * c with one thread per output element (f64 accumulation);
+// the oracle for gemm_cublaslt. Same contract as Backend::gemm.
+void gemm_reference(const Tensor& a, const Tensor& b, const Tensor& c, double alpha, double beta);
+
+}  // namespace px::cuda
