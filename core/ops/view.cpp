@@ -109,19 +109,29 @@ Tensor expand(const Tensor& x, const Shape& shape) {
   return y;
 }
 
+// y = x with a size-1 dim inserted at dim (a view); dL/dx = reshape(dL/dy, x.shape)
 Tensor unsqueeze(const Tensor& x, int64_t dim) {
   const int64_t d = wrap_dim(dim, x.dim() + 1);
-  Shape shape = x.shape();
+  Shape shape = x.shape(), strides = x.strides();
   shape.insert(shape.begin() + d, 1);
-  return reshape(x, shape);
+  strides.insert(strides.begin() + d, d < x.dim() ? x.strides()[d] * x.shape()[d] : 1);
+  Tensor y = x.as_strided(shape, strides, x.offset());
+  if (autograd::any_requires_grad({&x}))
+    attach(y, "UnsqueezeBackward", {x}, [in_shape = x.shape()](const Tensor& g) { return std::vector<Tensor>{reshape(g, in_shape)}; });
+  return y;
 }
 
+// y = x without its size-1 dim `dim` (a view; x itself if that dim is not 1); dL/dx = reshape(dL/dy, x.shape)
 Tensor squeeze(const Tensor& x, int64_t dim) {
   const int64_t d = wrap_dim(dim, x.dim());
   if (x.shape()[d] != 1) return x;
-  Shape shape = x.shape();
+  Shape shape = x.shape(), strides = x.strides();
   shape.erase(shape.begin() + d);
-  return reshape(x, shape);
+  strides.erase(strides.begin() + d);
+  Tensor y = x.as_strided(shape, strides, x.offset());
+  if (autograd::any_requires_grad({&x}))
+    attach(y, "SqueezeBackward", {x}, [in_shape = x.shape()](const Tensor& g) { return std::vector<Tensor>{reshape(g, in_shape)}; });
+  return y;
 }
 
 // y = contiguous copy of x; dL/dx = dL/dy
