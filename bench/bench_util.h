@@ -14,11 +14,31 @@
 #include <thread>
 #include <vector>
 
+#include <time.h>
+
 namespace px::bench {
 
 inline double now_ms() {
   using clock = std::chrono::steady_clock;
   return std::chrono::duration<double, std::milli>(clock::now().time_since_epoch()).count();
+}
+
+// CPU time of the whole process (all threads): with one thread it measures the work done and is
+// robust to other load on the machine; with several it also counts threads spin-waiting.
+inline double cpu_now_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+// Wall and process-CPU milliseconds per call of fn, averaged over `inner` back-to-back calls.
+struct Timing {
+  double wall_ms, cpu_ms;
+};
+inline Timing time_both(const std::function<void()>& fn, int inner) {
+  const double w0 = now_ms(), c0 = cpu_now_ms();
+  for (int i = 0; i < inner; ++i) fn();
+  return {(now_ms() - w0) / inner, (cpu_now_ms() - c0) / inner};
 }
 
 inline double median(std::vector<double> v) {

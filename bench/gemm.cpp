@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
                 bias ? "with bias: +db = sum(gy) and +b broadcast, not in the raw peer" : "no bias: exactly 3 GEMMs",
                 threads, reps);
     std::printf("# cpu:%s, %.0f MHz, rough FP32 peak %.0f GFLOP/s on %d threads (%d FLOP/cycle/core); load %s\n",
-                peak.model.c_str(), peak.mhz, peak.gflops(threads), peak.flops_per_cycle, threads,
+                peak.model.c_str(), peak.mhz, peak.gflops(threads), threads, peak.flops_per_cycle,
                 pb::load_average().c_str());
     std::printf("%-26s %9s %10s %10s %10s %10s %9s %7s %9s\n", "shape(MxKxN)", "GFLOP", "px_ms", "raw_ms",
                 "px_GF/s", "raw_GF/s", "px/raw", "%peak", "maxrel");

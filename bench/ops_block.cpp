@@ -163,14 +163,14 @@ int main(int argc, char** argv) {
     pb::Args args(argc, argv,
                   {"--threads", "--reps", "--warmup", "--B", "--T", "--C", "--H", "--V", "--breakdown", "--help"});
     if (args.has("--help")) {
-      std::cout << "bench_ops [--threads N] [--reps R] [--warmup W] [--B 8] [--T 256] [--C 256] [--H 4] [--V 4096]"
+      std::cout << "bench_ops [--threads N] [--reps R] [--warmup W] [--B 8] [--T 128] [--C 256] [--H 4] [--V 4096]"
                    " [--breakdown]\n";
       return 0;
     }
     const int threads = static_cast<int>(args.num("--threads", px::default_num_threads()));
     const int reps = static_cast<int>(args.num("--reps", 10));
     const int warmup = static_cast<int>(args.num("--warmup", 2));
-    const Sizes s{args.num("--B", 8), args.num("--T", 256), args.num("--C", 256), args.num("--H", 4),
+    const Sizes s{args.num("--B", 8), args.num("--T", 128), args.num("--C", 256), args.num("--H", 4),
                   args.num("--V", 4096)};
     if (s.C % s.H != 0) throw std::runtime_error("C must be divisible by H");
     px::set_num_threads(threads);
@@ -187,7 +187,7 @@ int main(int argc, char** argv) {
 
     if (args.has("--breakdown")) {
       auto stages = make_stages(s, p, gen);
-      std::string out = "{" + std::string(head) + ", \"breakdown_ms\": {";
+      std::string out = "{" + std::string(head) + ", \"breakdown_ms\": {", cpu;
       for (size_t i = 0; i < stages.size(); ++i) {
         auto& st = stages[i];
         Tensor y0 = st.fn(st.inputs);
@@ -201,13 +201,19 @@ int main(int argc, char** argv) {
         for (int w = 0; w < warmup; ++w) once();
         const double one = pb::time_ms(once, 1);
         const int inner = pb::inner_for(one, 20.0);
-        std::vector<double> t;
-        for (int r = 0; r < reps; ++r) t.push_back(pb::time_ms(once, inner));
-        char buf[96];
+        std::vector<double> t, c;
+        for (int r = 0; r < reps; ++r) {
+          const pb::Timing tm = pb::time_both(once, inner);
+          t.push_back(tm.wall_ms);
+          c.push_back(tm.cpu_ms);
+        }
+        char buf[128];
         std::snprintf(buf, sizeof buf, "%s\"%s\": %.3f", i ? ", " : "", st.name.c_str(), pb::median(t));
         out += buf;
+        std::snprintf(buf, sizeof buf, "%s\"%s\": %.3f", i ? ", " : "", st.name.c_str(), pb::median(c));
+        cpu += buf;
       }
-      std::printf("%s}}\n", out.c_str());
+      std::printf("%s}, \"breakdown_cpu_ms\": {%s}}\n", out.c_str(), cpu.c_str());
       return 0;
     }
 
@@ -217,11 +223,16 @@ int main(int argc, char** argv) {
       px::backward(loss);
     };
     for (int w = 0; w < warmup; ++w) step();
-    std::vector<double> t;
-    for (int r = 0; r < reps; ++r) t.push_back(pb::time_ms(step, 1));
+    std::vector<double> t, c;
+    for (int r = 0; r < reps; ++r) {
+      const pb::Timing tm = pb::time_both(step, 1);
+      t.push_back(tm.wall_ms);
+      c.push_back(tm.cpu_ms);
+    }
     const double med = pb::median(t);
-    std::printf("{%s, \"median_ms\": %.3f, \"min_ms\": %.3f, \"gflops\": %.2f, \"times_ms\": %s}\n", head, med,
-                pb::min_of(t), gflop / (med * 1e-3), json_list(t).c_str());
+    std::printf("{%s, \"median_ms\": %.3f, \"min_ms\": %.3f, \"cpu_median_ms\": %.3f, \"gflops\": %.2f, "
+                "\"times_ms\": %s}\n",
+                head, med, pb::min_of(t), pb::median(c), gflop / (med * 1e-3), json_list(t).c_str());
   } catch (const std::exception& e) {
     std::cerr << "bench_ops: " << e.what() << "\n";
     return 2;

@@ -2,6 +2,7 @@
 // ready queue in reverse creation order and accumulates gradients into leaves.
 #include "core/autograd/engine.h"
 
+#include <cstdint>
 #include <queue>
 #include <unordered_map>
 
@@ -15,8 +16,17 @@ namespace {
 
 using autograd::Node;
 
+// Ready nodes run latest-created first, except that a node with no outgoing edges (a leaf's
+// AccumulateGrad) runs as soon as it is ready: it feeds nothing, and its grad-ready hooks (data
+// parallel's all-reduce trigger) must not wait behind the rest of the graph -- which they would
+// when the AccumulateGrad was created, with an older sequence number, by a forward whose graph
+// is still alive (PyTorch gives AccumulateGrad the top priority for the same reason).
 struct LaterFirst {
-  bool operator()(const Node* a, const Node* b) const { return a->sequence_nr() < b->sequence_nr(); }
+  static uint64_t priority(const Node* n) { return n->next_edges.empty() ? UINT64_MAX : n->sequence_nr(); }
+  bool operator()(const Node* a, const Node* b) const {
+    const uint64_t pa = priority(a), pb = priority(b);
+    return pa != pb ? pa < pb : a->sequence_nr() < b->sequence_nr();
+  }
 };
 
 // grad buffer += g (out of place: the first gradient may alias a tensor the caller still holds).

@@ -3,6 +3,9 @@
 #include "core/backend/backend.h"
 
 #include "core/backend/cpu/cpu_backend.h"
+#ifdef PARALLAX_WITH_CUDA
+#include "core/backend/cuda/cuda_backend.h"
+#endif
 
 namespace px {
 namespace {
@@ -10,6 +13,19 @@ Backend* g_backends[2] = {nullptr, nullptr};
 }
 
 void register_backend(DeviceType type, Backend* backend) { g_backends[static_cast<int>(type)] = backend; }
+
+bool cuda_available() {
+#ifdef PARALLAX_WITH_CUDA
+  return init_cuda_backend();  // probes once and caches
+#else
+  static const bool logged = [] {
+    LOG(INFO) << "CUDA: built without CUDA (PARALLAX_CUDA=OFF); running on the CPU";
+    return true;
+  }();
+  (void)logged;
+  return false;
+#endif
+}
 
 Backend& backend_for(Device device) {
   if (device.is_cpu()) return cpu_backend();

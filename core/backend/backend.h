@@ -83,6 +83,10 @@ class Backend {
                                       const Tensor& glogits) = 0;
 };
 
+// True when this build has CUDA and the machine a usable GPU; the first call registers the CUDA
+// backend and allocator (or logs once why not). Cached; cheap after the first call.
+bool cuda_available();
+
 // The backend for a device; CHECK-fails for a device kind this build or machine lacks.
 Backend& backend_for(Device device);
 void register_backend(DeviceType type, Backend* backend);

@@ -91,7 +91,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   detail::check_same(a, b, "matmul");
   detail::check_floating(a, "matmul");
   CHECK(a.dim() >= 1 && b.dim() >= 1) << "matmul of " << a.str() << " and " << b.str();
-  if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
+  if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0), b), b.dim() == 1 ? -1 : -2);
   if (b.dim() == 1) return squeeze(matmul(a, unsqueeze(b, 1)), -1);
   CHECK_EQ(a.size(-1), b.size(-2)) << "matmul: inner dims differ, " << a.str() << " @ " << b.str();
   Tensor out;

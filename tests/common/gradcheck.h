@@ -21,6 +21,9 @@ struct GradcheckOptions {
   // Inputs neither perturbed nor checked (floating masks, ...). Non-floating inputs are always skipped.
   std::vector<size_t> nondiff;
   uint64_t seed = 0x5eed;  // random weights w of the scalar f = sum(fn(inputs) * w)
+  // When > 0, differences are taken for this many storage elements per input, picked at random
+  // (for shapes large enough to reach the kernels' vectorised and threaded paths).
+  size_t max_checked = 0;
 };
 
 // Checks d sum(fn(x) * w) / dx from backward against central differences for every element of

@@ -146,6 +146,33 @@ TEST(GradcheckElementwise, UnaryChain) {
   EXPECT_TRUE(gradcheck(fn, {uniform64({2, 3, 4}, 24)}));
 }
 
+TEST(GradcheckElementwise, SharedGradientAcrossBranches) {
+  // add() hands the same gradient tensor to both branches: a backward that wrote into its
+  // incoming gradient would corrupt the other branch, in whichever order they run.
+  for (const UnaryCase& c : unary_cases()) {
+    auto left = [&](const Inputs& v) { return add(c.fn(v[0]), mul(exp(v[1]), v[1])); };
+    auto right = [&](const Inputs& v) { return add(mul(exp(v[1]), v[1]), c.fn(v[0])); };
+    const Inputs in = {c.make({2, 3}, 25), uniform64({2, 3}, 26)};
+    EXPECT_TRUE(gradcheck(left, in)) << c.name;
+    EXPECT_TRUE(gradcheck(right, in)) << c.name;
+  }
+  auto many = [](const Inputs& v) {
+    const Tensor x = v[0];
+    return add(add(softmax(x), log_softmax(x)), add(layer_norm(x, Tensor(), Tensor()), matmul(x, transpose(x, 0, 1))));
+  };
+  EXPECT_TRUE(gradcheck(many, {uniform64({3, 3}, 27)}));
+}
+
+TEST(GradcheckElementwise, ToDtypeRoundTripThroughF32) {
+  // The gradient comes back as f64 through an f32 hop; differences need a step above f32 rounding.
+  GradcheckOptions opts;
+  opts.eps = 1e-2;
+  opts.rtol = 1e-4;
+  opts.atol = 1e-5;
+  auto fn = [](const Inputs& v) { return to_dtype(mul(to_dtype(v[0], DType::f32), 2.0), DType::f64); };
+  EXPECT_TRUE(gradcheck(fn, {uniform64({3, 4}, 28)}, opts));
+}
+
 TEST(GradcheckElementwise, MaskedFill) {
   const Tensor x = uniform64({3, 4}, 30);
   const Tensor full_mask = bool_tensor({1, 0, 0, 1, 0, 1, 1, 0, 0, 0, 1, 1}, {3, 4});

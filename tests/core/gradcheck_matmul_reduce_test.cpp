@@ -43,8 +43,12 @@ TEST(GradcheckMatmul, BroadcastBatch) {
 TEST(GradcheckMatmul, VectorOperands) {
   EXPECT_TRUE(gradcheck(mm, {uniform64({4}, 27), uniform64({4, 5}, 28)}));
   EXPECT_TRUE(gradcheck(mm, {uniform64({3, 4}, 29), uniform64({4}, 30)}));
-  EXPECT_TRUE(gradcheck(mm, {uniform64({4}, 31), uniform64({4}, 32)}));
   EXPECT_TRUE(gradcheck(mm, {uniform64({2, 3, 4}, 33), uniform64({4}, 34)}));
+  EXPECT_TRUE(gradcheck(mm, {uniform64({4}, 35), uniform64({2, 4, 3}, 36)}));
+}
+
+TEST(GradcheckMatmul, VectorDotVector) {  // (K) @ (K) -> 0-d, like torch.matmul
+  EXPECT_TRUE(gradcheck(mm, {uniform64({4}, 31), uniform64({4}, 32)}));
 }
 
 TEST(GradcheckMatmul, Linear) {

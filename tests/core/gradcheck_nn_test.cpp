@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "core/ops/ops.h"
+#include "core/util/error.h"
 #include "tests/common/gradcheck.h"
 
 namespace px::test {
@@ -49,6 +50,13 @@ TEST(GradcheckEmbedding, RepeatedIds) {
   EXPECT_TRUE(gradcheck(emb, {uniform64({6, 3}, 31), int_tensor({3, 3, 3}, {3}, DType::i32)}));
   EXPECT_TRUE(gradcheck(emb, {transposed64({6, 3}, 32), ids}));
   EXPECT_TRUE(gradcheck(emb, {uniform64({6, 3}, 33), int_tensor({2}, {})}));  // 0-d ids -> (D)
+}
+
+TEST(GradcheckEmbedding, StridedIdsAndOutOfRange) {
+  const Tensor every_other = int_tensor({0, 9, 2, 9, 3, 9}, {6}).as_strided({3}, {2}, 0);
+  EXPECT_TRUE(gradcheck([](const Inputs& v) { return embedding(v[0], v[1]); }, {uniform64({4, 3}, 34), every_other}));
+  EXPECT_THROW(embedding(uniform64({4, 3}, 35), int_tensor({4}, {1})), Error);
+  EXPECT_THROW(embedding(uniform64({4, 3}, 36), int_tensor({-1}, {1})), Error);
 }
 
 TEST(GradcheckDropout, TrainingMaskIsRegeneratedFromTheSeed) {
@@ -110,6 +118,12 @@ TEST(GradcheckCrossEntropy, CustomIgnoreIndex) {
   // All but one ignored: the mean divides by one.
   auto ce = [](const Inputs& v) { return cross_entropy(v[0], v[1], -1, 0.1, Reduction::mean); };
   EXPECT_TRUE(gradcheck(ce, {uniform64({3, 5}, 53, -2, 2), int_tensor({-1, 4, -1}, {3})}));
+}
+
+TEST(GradcheckCrossEntropy, StridedTarget) {
+  const Tensor every_other = int_tensor({0, 9, 2, 9, -100, 9}, {6}).as_strided({3}, {2}, 0);
+  EXPECT_TRUE(gradcheck([](const Inputs& v) { return cross_entropy(v[0], v[1], -100, 0.1); },
+                        {narrowed64({3, 4}, 1, 55, -2, 2), every_other}));
 }
 
 TEST(GradcheckCrossEntropy, ValueMatchesLogSoftmax) {

@@ -17,7 +17,7 @@ def write_pxt(path, tensors):
         for name, t in tensors.items():
             if hasattr(t, "detach"):
                 t = t.detach().cpu().numpy()
-            a = np.ascontiguousarray(np.asarray(t))
+            a = np.require(np.asarray(t), requirements="C")
             if a.dtype not in _CODES:
                 raise ValueError(f"{name}: unsupported dtype {a.dtype}")
             raw = name.encode()

@@ -11,9 +11,10 @@
 namespace px {
 namespace {
 
-using cpu::dispatch_float;
-using cpu::map_elementwise;
-using cpu::parallel_for;
+using cpu_kernels::dispatch_float;
+using cpu_kernels::map_elementwise;
+using cpu_kernels::parallel_for;
+using cpu_kernels::vselect;
 
 template <typename T>
 constexpr bool is_half_v = std::is_same_v<T, bf16> || std::is_same_v<T, f16>;
@@ -34,13 +35,41 @@ inline D convert(S v) {
   else return static_cast<D>(v);
 }
 
-// Standard normal from one Philox draw: Box-Muller on u1 = (w0 + 0.5) / 2^32 in (0, 1),
-// u2 = w1 / 2^32 in [0, 1): z = sqrt(-2 ln u1) cos(2 pi u2).
-inline double philox_normal(uint64_t seed, uint64_t ctr) {
-  const PhiloxOut o = philox4x32(seed, ctr);
-  const double u1 = (static_cast<double>(o.v[0]) + 0.5) * (1.0 / 4294967296.0);
-  const double u2 = static_cast<double>(o.v[1]) * (1.0 / 4294967296.0);
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+// dst = convert(src) where the two disagree on which of the last two dims is unit-stride (a
+// transpose): 32x32 tiles keep both sides in cache; dst's unit-stride dim is the inner loop.
+template <typename D, typename S>
+void copy_tiled(const cpu_kernels::StridedLoop<2>& loop) {
+  const int64_t nd = static_cast<int64_t>(loop.shape.size());
+  const int64_t rows = loop.shape[nd - 2], cols = loop.shape[nd - 1], outer = loop.numel / (rows * cols);
+  const int64_t dr = loop.strides[0][nd - 2], dc = loop.strides[0][nd - 1];
+  const int64_t sr = loop.strides[1][nd - 2], sc = loop.strides[1][nd - 1];
+  const bool rows_inner = dr == static_cast<int64_t>(sizeof(D));  // dst is column-major in the tile
+  constexpr int64_t kT = 32;
+  const int64_t tr = (rows + kT - 1) / kT, tc = (cols + kT - 1) / kT;
+  parallel_for(outer * tr * tc, kT * kT, [&](int64_t b, int64_t e) {
+    for (int64_t task = b; task < e; ++task) {
+      int64_t o = task / (tr * tc), od = 0, os = 0;
+      for (int64_t d = nd - 3; d >= 0; --d) {
+        od += (o % loop.shape[d]) * loop.strides[0][d];
+        os += (o % loop.shape[d]) * loop.strides[1][d];
+        o /= loop.shape[d];
+      }
+      const int64_t t = task % (tr * tc), i0 = (t / tc) * kT, j0 = (t % tc) * kT;
+      const int64_t i1 = std::min(rows, i0 + kT), j1 = std::min(cols, j0 + kT);
+      char* dp = loop.base[0] + od;
+      const char* sp = loop.base[1] + os;
+      auto at = [&](int64_t i, int64_t j) {
+        *reinterpret_cast<D*>(dp + i * dr + j * dc) = convert<D>(*reinterpret_cast<const S*>(sp + i * sr + j * sc));
+      };
+      if (rows_inner) {
+        for (int64_t j = j0; j < j1; ++j)
+          for (int64_t i = i0; i < i1; ++i) at(i, j);
+      } else {
+        for (int64_t i = i0; i < i1; ++i)
+          for (int64_t j = j0; j < j1; ++j) at(i, j);
+      }
+    }
+  });
 }
 
 template <typename T>
@@ -51,7 +80,7 @@ inline T gelu_exact(T x) {
 template <typename T>
 inline T gelu_grad(T x) {
   const T cdf = T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440)));
-  const T pdf = std::exp(T(-0.5) * x * x) * T(0.39894228040143267794);
+  const T pdf = cpu_kernels::vexp(T(-0.5) * x * x) * T(0.39894228040143267794);
   return cdf + x * pdf;
 }
 
@@ -61,13 +90,13 @@ void unary_typed(UnaryOp op, const Tensor& x, const Tensor& out, double alpha_d)
   auto run = [&](int64_t cost, auto f) { map_elementwise<T, T>(out, {&x}, cost, f); };
   switch (op) {
     case UnaryOp::neg: return run(1, [](T v) { return -v; });
-    case UnaryOp::exp: return run(4, [](T v) { return std::exp(v); });
+    case UnaryOp::exp: return run(4, [](T v) { return cpu_kernels::vexp(v); });
     case UnaryOp::log: return run(4, [](T v) { return std::log(v); });
     case UnaryOp::sqrt: return run(1, [](T v) { return std::sqrt(v); });
-    case UnaryOp::relu: return run(1, [](T v) { return v > T(0) ? v : T(0); });
+    case UnaryOp::relu: return run(1, [](T v) { return vselect(v < T(0), T(0), v); });  // NaN stays NaN
     case UnaryOp::gelu: return run(8, [](T v) { return gelu_exact(v); });
     case UnaryOp::tanh: return run(8, [](T v) { return std::tanh(v); });
-    case UnaryOp::sigmoid: return run(4, [](T v) { return T(1) / (T(1) + std::exp(-v)); });
+    case UnaryOp::sigmoid: return run(4, [](T v) { return T(1) / (T(1) + cpu_kernels::vexp(-v)); });
     case UnaryOp::add_scalar: return run(1, [alpha](T v) { return v + alpha; });
     case UnaryOp::mul_scalar: return run(1, [alpha](T v) { return alpha * v; });
     case UnaryOp::pow:
@@ -97,7 +126,7 @@ void unary_backward_typed(UnaryOp op, const Tensor& x, const Tensor& y, const Te
     case UnaryOp::exp: return with_y(1, [](T g, T yv) { return g * yv; });  // y' = y
     case UnaryOp::log: return with_x(1, [](T g, T xv) { return g / xv; });  // 1 / x
     case UnaryOp::sqrt: return with_y(1, [](T g, T yv) { return g * T(0.5) / yv; });  // 1 / (2 y)
-    case UnaryOp::relu: return with_x(1, [](T g, T xv) { return xv > T(0) ? g : T(0); });
+    case UnaryOp::relu: return with_x(1, [](T g, T xv) { return vselect(xv > T(0), g, T(0)); });
     case UnaryOp::gelu: return with_x(8, [](T g, T xv) { return g * gelu_grad(xv); });
     case UnaryOp::tanh: return with_y(1, [](T g, T yv) { return g * (T(1) - yv * yv); });  // 1 - y^2
     case UnaryOp::sigmoid: return with_y(1, [](T g, T yv) { return g * yv * (T(1) - yv); });  // y (1 - y)
@@ -126,8 +155,8 @@ void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& o
       LOG(FATAL) << "op div: dtype " << dtype_name(a.dtype()) << " not supported on the CPU; convert to f32";
       return;
     // NaN propagates like torch.maximum / torch.minimum
-    case BinaryOp::maximum: return arith([](T x, T y) { return (x > y || x != x) ? x : y; });
-    case BinaryOp::minimum: return arith([](T x, T y) { return (x < y || x != x) ? x : y; });
+    case BinaryOp::maximum: return arith([](T x, T y) { return vselect(x > y || x != x, x, y); });
+    case BinaryOp::minimum: return arith([](T x, T y) { return vselect(x < y || x != x, x, y); });
     case BinaryOp::eq: return cmp([](T x, T y) { return x == y; });
     case BinaryOp::ne: return cmp([](T x, T y) { return x != y; });
     case BinaryOp::lt: return cmp([](T x, T y) { return x < y; });
@@ -160,6 +189,14 @@ void CpuBackend::copy(const Tensor& src, const Tensor& dst) {
     using S = decltype(s);
     dispatch_dtype(dst.dtype(), [&](auto d) {
       using D = decltype(d);
+      const cpu_kernels::StridedLoop<2> loop(dst.shape(), {&dst, &src});
+      const int64_t nd = static_cast<int64_t>(loop.shape.size());
+      if (nd >= 2 && loop.shape[nd - 1] >= 8 && loop.shape[nd - 2] >= 8) {
+        const int64_t ds = sizeof(D), ss = sizeof(S);
+        const bool d_row = loop.strides[0][nd - 1] == ds, s_row = loop.strides[1][nd - 1] == ss;
+        const bool d_col = loop.strides[0][nd - 2] == ds, s_col = loop.strides[1][nd - 2] == ss;
+        if ((d_row && s_col && !s_row) || (d_col && s_row && !d_row)) return copy_tiled<D, S>(loop);
+      }
       map_elementwise<D, S>(dst, {&src}, 1, [](S v) { return convert<D>(v); });
     });
   });
@@ -190,7 +227,7 @@ void CpuBackend::uniform(const Tensor& out, uint64_t seed, uint64_t offset, doub
   });
 }
 
-// out_i = mean + std * N(seed, offset + i), N the Box-Muller normal of philox_normal.  out contiguous.
+// out_i = mean + std * N(seed, offset + i), N = philox_normal (Box-Muller, philox.h).  out contiguous.
 void CpuBackend::normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) {
   CHECK(out.is_contiguous() && is_floating(out.dtype())) << "normal: needs a contiguous float tensor, got "
                                                         << out.str();
@@ -253,7 +290,7 @@ void CpuBackend::where(const Tensor& cond, const Tensor& a, const Tensor& b, con
   if (out.numel() == 0) return;
   dispatch_dtype(out.dtype(), [&](auto t) {
     using T = decltype(t);
-    map_elementwise<T, bool, T, T>(out, {&cond, &a, &b}, 1, [](bool c, T x, T y) { return c ? x : y; });
+    map_elementwise<T, bool, T, T>(out, {&cond, &a, &b}, 1, [](bool c, T x, T y) { return vselect(c, x, y); });
   });
 }
 
@@ -269,8 +306,9 @@ void CpuBackend::dropout(const Tensor& x, const Tensor& y, double p, uint64_t se
     const T scale = p < 1.0 ? static_cast<T>(1.0 / (1.0 - p)) : T(0);
     const float pf = static_cast<float>(p);
     parallel_for(x.numel(), 8, [&](int64_t b, int64_t e) {
+#pragma omp simd
       for (int64_t i = b; i < e; ++i)
-        ys[i] = philox_uniform_f32(seed, offset + static_cast<uint64_t>(i)) >= pf ? xs[i] * scale : T(0);
+        ys[i] = vselect(philox_uniform_f32(seed, offset + static_cast<uint64_t>(i)) >= pf, xs[i] * scale, T(0));
     });
   });
 }

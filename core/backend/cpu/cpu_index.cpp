@@ -10,7 +10,7 @@
 namespace px {
 namespace {
 
-using cpu::parallel_for;
+using cpu_kernels::parallel_for;
 
 // Sizes of a tensor around `dim`: (outer, D, inner).
 struct Split3 {

@@ -10,13 +10,13 @@
 namespace px {
 namespace {
 
-using cpu::dispatch_float;
-using cpu::last_dim;
-using cpu::load_f;
-using cpu::parallel_for;
-using cpu::planned_threads;
-using cpu::rows_of;
-using cpu::store_f;
+using cpu_kernels::dispatch_float;
+using cpu_kernels::last_dim;
+using cpu_kernels::load_f;
+using cpu_kernels::parallel_for;
+using cpu_kernels::planned_threads;
+using cpu_kernels::rows_of;
+using cpu_kernels::store_f;
 
 // mean = sum x / C, var = sum (x - mean)^2 / C, y = (x - mean) * rstd * w + b, rstd = 1/sqrt(var + eps).
 template <typename T>

@@ -6,8 +6,12 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
+#include <cmath>
+#include <limits>
 #include <cstdint>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -15,7 +19,7 @@
 #include "core/tensor/tensor.h"
 #include "core/util/check.h"
 
-namespace px::cpu {
+namespace px::cpu_kernels {
 
 // Below this many elements a kernel runs on the calling thread.
 constexpr int64_t kParallelGrain = 32768;
@@ -156,6 +160,77 @@ void map_elementwise(const Tensor& out, std::array<const Tensor*, sizeof...(Ins)
   });
 }
 
+// e^x for f32 in a form the compiler vectorises (Cephes-style: x = n ln2 + r, degree-6
+// polynomial in r, 2^n from exponent bits); within ~2 ulp of expf; results below 2^-126 flush to 0.
+// f64 uses std::exp.
+inline float vexp(float x) {
+  const float hi = 88.72283f, lo = -87.33654f;
+  // selects through integer masks: GCC keeps a float ?: as control flow under -ftrapping-math
+  const int32_t big = -static_cast<int32_t>(x > hi), small = -static_cast<int32_t>(x < lo);
+  const int32_t nan = -static_cast<int32_t>(x != x), special = big | small | nan;
+  const int32_t xb = std::bit_cast<int32_t>(x);
+  const float xc = std::bit_cast<float>((xb & ~special) | (std::bit_cast<int32_t>(hi) & big) |
+                                        (std::bit_cast<int32_t>(lo) & small));
+  // n = round(x / ln2) by the 1.5 * 2^23 trick, whose low mantissa bits then hold n
+  const float magic = 12582912.0f;
+  const float t = xc * 1.44269504088896341f + magic;
+  const float n = t - magic;
+  const int32_t ni = std::bit_cast<int32_t>(t) - std::bit_cast<int32_t>(magic);
+  float r = xc - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  // 2^n as 2^h * 2^(n - h), h = floor(n / 2), so n in [-126, 128] never leaves the normal range
+  const int32_t h = ni >> 1;
+  const float s1 = std::bit_cast<float>((h + 127) << 23), s2 = std::bit_cast<float>((ni - h + 127) << 23);
+  const int32_t yb = std::bit_cast<int32_t>(p * s1 * s2);
+  return std::bit_cast<float>((yb & ~special) | (0x7f800000 & big) | (xb & nan));  // inf, 0, NaN kept
+}
+inline double vexp(double x) { return std::exp(x); }
+
+// c ? a : b through integer masks for floats, so loops using it still vectorise (see vexp).
+template <typename T>
+inline T vselect(bool c, T a, T b) {
+  if constexpr (std::is_same_v<T, float>) {
+    const int32_t m = -static_cast<int32_t>(c);
+    return std::bit_cast<float>((std::bit_cast<int32_t>(a) & m) | (std::bit_cast<int32_t>(b) & ~m));
+  } else if constexpr (std::is_same_v<T, double>) {
+    const int64_t m = -static_cast<int64_t>(c);
+    return std::bit_cast<double>((std::bit_cast<int64_t>(a) & m) | (std::bit_cast<int64_t>(b) & ~m));
+  } else {
+    return c ? a : b;
+  }
+}
+
+// max over n values with NaN propagating; vectorises (the NaN check rides along as a flag).
+template <typename T>
+inline T vmax(const T* x, int64_t n, T init) {
+  T m = init;
+  int nan = 0;
+#pragma omp simd reduction(max : m) reduction(| : nan)
+  for (int64_t i = 0; i < n; ++i) {
+    m = x[i] > m ? x[i] : m;
+    nan |= x[i] != x[i];
+  }
+  return nan ? std::numeric_limits<T>::quiet_NaN() : m;
+}
+template <typename T>
+inline T vmin(const T* x, int64_t n, T init) {
+  T m = init;
+  int nan = 0;
+#pragma omp simd reduction(min : m) reduction(| : nan)
+  for (int64_t i = 0; i < n; ++i) {
+    m = x[i] < m ? x[i] : m;
+    nan |= x[i] != x[i];
+  }
+  return nan ? std::numeric_limits<T>::quiet_NaN() : m;
+}
+
 // Calls f(T{}) for f32 or f64 and CHECK-fails naming the op for every other dtype.
 template <typename F>
 decltype(auto) dispatch_float(DType t, const char* op, F&& f) {
@@ -192,4 +267,4 @@ inline int64_t rows_of(const Tensor& t) {
   return c == 0 ? 0 : t.numel() / c;
 }
 
-}  // namespace px::cpu
+}  // namespace px::cpu_kernels

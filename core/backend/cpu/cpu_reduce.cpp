@@ -11,8 +11,8 @@
 namespace px {
 namespace {
 
-using cpu::dispatch_float;
-using cpu::parallel_for;
+using cpu_kernels::dispatch_float;
+using cpu_kernels::parallel_for;
 
 // Dims of one group (kept or reduced), coalesced; strides in elements.
 struct DimGroup {
@@ -84,6 +84,10 @@ void reduce_rows(const T* x, T* out, const DimGroup& kept, int64_t len) {
       if constexpr (std::is_same_v<Op, SumOp<T>>) {
 #pragma omp simd reduction(+ : acc)
         for (int64_t r = 0; r < len; ++r) acc += static_cast<A>(row[r]);
+      } else if constexpr (std::is_same_v<Op, MaxOp<T>>) {
+        acc = cpu_kernels::vmax(row, len, acc);
+      } else if constexpr (std::is_same_v<Op, MinOp<T>>) {
+        acc = cpu_kernels::vmin(row, len, acc);
       } else {
         for (int64_t r = 0; r < len; ++r) acc = Op::step(acc, row[r]);
       }

@@ -1,5 +1,5 @@
 // CPU row kernels over the last dim: softmax / log_softmax forward and backward, and the fused
-// log-softmax + NLL cross-entropy with label smoothing (forward and backward). Row sums in double.
+// log-softmax + NLL cross-entropy with label smoothing (forward and backward). Row sums in double, f32 exp vectorised.
 #include <cmath>
 #include <limits>
 
@@ -9,19 +9,18 @@
 namespace px {
 namespace {
 
-using cpu::dispatch_float;
-using cpu::last_dim;
-using cpu::load_f;
-using cpu::parallel_for;
-using cpu::rows_of;
-using cpu::store_f;
+using cpu_kernels::dispatch_float;
+using cpu_kernels::last_dim;
+using cpu_kernels::load_f;
+using cpu_kernels::parallel_for;
+using cpu_kernels::rows_of;
+using cpu_kernels::store_f;
+using cpu_kernels::vexp;
 
 // max_c x_c (NaN propagates)
 template <typename T>
 inline T row_max(const T* x, int64_t c) {
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t i = 0; i < c; ++i) m = (x[i] > m || x[i] != x[i]) ? x[i] : m;
-  return m;
+  return cpu_kernels::vmax(x, c, -std::numeric_limits<T>::infinity());
 }
 
 // A finite shift for exp: rows that are all -inf (fully masked) keep exp(-inf - 0) = 0.
@@ -43,13 +42,15 @@ void softmax_typed(const Tensor& x, const Tensor& y, bool log) {
       const T m = safe_shift(row_max(xr, c));
       double s = 0;
       if (log) {
-        for (int64_t i = 0; i < c; ++i) s += std::exp(xr[i] - m);
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < c; ++i) s += vexp(xr[i] - m);
         const T lse = m + static_cast<T>(std::log(s));
 #pragma omp simd
         for (int64_t i = 0; i < c; ++i) yr[i] = xr[i] - lse;
       } else {
+#pragma omp simd reduction(+ : s)
         for (int64_t i = 0; i < c; ++i) {
-          const T ev = std::exp(xr[i] - m);
+          const T ev = vexp(xr[i] - m);
           yr[i] = ev;
           s += ev;
         }
@@ -78,7 +79,8 @@ void softmax_backward_typed(const Tensor& y, const Tensor& gy, const Tensor& gx,
 #pragma omp simd reduction(+ : s)
         for (int64_t i = 0; i < c; ++i) s += gr[i];
         const T st = static_cast<T>(s);
-        for (int64_t i = 0; i < c; ++i) out[i] = gr[i] - std::exp(yr[i]) * st;
+#pragma omp simd
+        for (int64_t i = 0; i < c; ++i) out[i] = gr[i] - vexp(yr[i]) * st;
       } else {
 #pragma omp simd reduction(+ : s)
         for (int64_t i = 0; i < c; ++i) s += static_cast<double>(gr[i]) * yr[i];
@@ -103,8 +105,9 @@ void cross_entropy_typed(const Tensor& logits, const Tensor& target, int64_t ign
       const T* xr = xs + row * c;
       const T m = safe_shift(row_max(xr, c));
       double s = 0, sx = 0;
+#pragma omp simd reduction(+ : s, sx)
       for (int64_t i = 0; i < c; ++i) {
-        s += std::exp(xr[i] - m);
+        s += vexp(xr[i] - m);
         sx += xr[i];
       }
       const double l = static_cast<double>(m) + std::log(s);
@@ -143,7 +146,8 @@ void cross_entropy_backward_typed(const Tensor& logits, const Tensor& target, co
       const T g = static_cast<T>(load_f(gloss, row));
       const T l = static_cast<T>(load_f(lse, row));
       const T smooth = static_cast<T>(eps / static_cast<double>(c));
-      for (int64_t i = 0; i < c; ++i) gr[i] = g * (std::exp(xr[i] - l) - smooth);
+#pragma omp simd
+      for (int64_t i = 0; i < c; ++i) gr[i] = g * (vexp(xr[i] - l) - smooth);
       gr[t] -= g * static_cast<T>(1.0 - eps);
     }
   });

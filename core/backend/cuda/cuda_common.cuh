@@ -14,7 +14,7 @@
 #include "core/tensor/tensor.h"
 #include "core/util/check.h"
 
-namespace px::cuda {
+namespace px::gpu {
 
 inline cudaStream_t stream() { return static_cast<cudaStream_t>(current_cuda_stream()); }
 
@@ -226,4 +226,4 @@ void dispatch_float(DType t, const char* what, F&& f) {
 
 #define PX_CUDA_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
 
-}  // namespace px::cuda
+}  // namespace px::gpu

@@ -1,14 +1,15 @@
 // CUDA elementwise kernels: strided copy with dtype conversion, fill, Philox uniform/normal/dropout
 // (bit-identical draws to the CPU backend), unary ops and their backward, broadcasting binary ops, where.
 #include <cstring>
-#include <initializer_list>
+#include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "core/backend/cuda/cuda_common.cuh"
 #include "core/util/philox.h"
 
-namespace px::cuda {
+namespace px::gpu {
 namespace {
 
 // ================================ kernels ================================
@@ -56,12 +57,13 @@ __global__ void normal_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset,
   }
 }
 
-// y_i = keep_i ? x_i * scale : 0, keep_i = double(philox_uniform_f32(seed, offset + i)) >= p, scale = 1/(1-p).
+// y_i = keep_i ? x_i * scale : 0, keep_i = philox_uniform_f32(seed, offset + i) >= float(p), scale = 1/(1-p)
+// rounded to Acc<T> (as the CPU backend does).
 template <typename T>
-__global__ void dropout_kernel(const T* x, T* y, int64_t n, double p, Acc<T> scale, uint64_t seed, uint64_t offset) {
+__global__ void dropout_kernel(const T* x, T* y, int64_t n, float p, Acc<T> scale, uint64_t seed, uint64_t offset) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const bool keep = static_cast<double>(philox_uniform_f32(seed, offset + static_cast<uint64_t>(i))) >= p;
+    const bool keep = philox_uniform_f32(seed, offset + static_cast<uint64_t>(i)) >= p;
     st(y + i, keep ? ld(x + i) * scale : Acc<T>(0));
   }
 }
@@ -89,7 +91,12 @@ __device__ __forceinline__ C apply_unary(UnaryOp op, C x, C a) {
     case UnaryOp::sigmoid: return C(1) / (C(1) + dexp(-x));
     case UnaryOp::add_scalar: return x + a;
     case UnaryOp::mul_scalar: return a * x;
-    case UnaryOp::pow: return d_pow(x, a);
+    case UnaryOp::pow:  // the exponents the CPU backend special-cases, for identical rounding
+      if (a == C(2)) return x * x;
+      if (a == C(1)) return x;
+      if (a == C(0.5)) return d_sqrt(x);
+      if (a == C(-1)) return C(1) / x;
+      return d_pow(x, a);
   }
   return x;
 }
@@ -112,7 +119,11 @@ __device__ __forceinline__ C apply_unary_backward(UnaryOp op, C x, C y, C gy, C 
     case UnaryOp::sigmoid: return gy * y * (C(1) - y);
     case UnaryOp::add_scalar: return gy;
     case UnaryOp::mul_scalar: return gy * a;
-    case UnaryOp::pow: return gy * a * d_pow(x, a - C(1));
+    case UnaryOp::pow:
+      if (a == C(0)) return C(0);
+      if (a == C(1)) return gy;
+      if (a == C(2)) return gy * C(2) * x;
+      return gy * a * d_pow(x, a - C(1));
   }
   return gy;
 }
@@ -127,13 +138,15 @@ __global__ void unary_kernel(UnaryOp op, const T* x, Strided xm, T* out, int64_t
   }
 }
 
-// gx_i = gy_i * op'(x_i, y_i; alpha), all contiguous.
+// gx_i = gy_i * op'(x_i, y_i; alpha), all contiguous; x or y may be null when op does not read it.
 template <typename T>
 __global__ void unary_backward_kernel(UnaryOp op, const T* x, const T* y, const T* gy, T* gx, int64_t n,
                                       Acc<T> alpha) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    st(gx + i, apply_unary_backward<Acc<T>>(op, ld(x + i), ld(y + i), ld(gy + i), alpha));
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const Acc<T> xv = x != nullptr ? ld(x + i) : Acc<T>(0), yv = y != nullptr ? ld(y + i) : Acc<T>(0);
+    st(gx + i, apply_unary_backward<Acc<T>>(op, xv, yv, ld(gy + i), alpha));
+  }
 }
 
 // out = a op b; maximum/minimum propagate NaN; comparisons give 1/0.
@@ -207,6 +220,21 @@ void dispatch_all(DType t, F&& f) {
 }
 
 }  // namespace
+
+bool kernels_loadable(std::string* why) {
+  cudaFuncAttributes attr{};
+  const cudaError_t err = cudaFuncGetAttributes(&attr, fill_kernel<uint32_t>);
+  if (err == cudaSuccess) return true;
+  (void)cudaGetLastError();
+  int device = 0, major = 0, minor = 0;
+  (void)cudaGetDevice(&device);
+  (void)cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  (void)cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+  (void)cudaGetLastError();
+  *why = "cuda:" + std::to_string(device) + " is sm_" + std::to_string(major) + std::to_string(minor) +
+         " and the kernels do not load on it: " + cudaGetErrorString(err);
+  return false;
+}
 
 void copy(const Tensor& src, const Tensor& dst, Impl impl) {
   check_on_cuda(src, "copy", "src");
@@ -293,7 +321,7 @@ void dropout(const Tensor& x, const Tensor& y, double p, uint64_t seed, uint64_t
   const double scale = p < 1.0 ? 1.0 / (1.0 - p) : 0.0;
   dispatch_float(x.dtype(), "dropout", [&](auto t) {
     using T = decltype(t);
-    dropout_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(x.data<T>(), y.data<T>(), n, p,
+    dropout_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(x.data<T>(), y.data<T>(), n, static_cast<float>(p),
                                                                 static_cast<Acc<T>>(scale), seed, offset);
   });
   PX_CUDA_LAUNCH_CHECK();
@@ -320,8 +348,15 @@ void unary(UnaryOp op, const Tensor& x, const Tensor& out, double alpha, Impl im
 }
 
 void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& gy, const Tensor& gx, double alpha) {
+  // Which of x and y the derivative reads (the same choice as the CPU backend; the other may be undefined).
+  const bool need_x = op == UnaryOp::log || op == UnaryOp::relu || op == UnaryOp::gelu ||
+                      (op == UnaryOp::pow && alpha != 0.0 && alpha != 1.0);
+  const bool need_y = op == UnaryOp::exp || op == UnaryOp::sqrt || op == UnaryOp::tanh || op == UnaryOp::sigmoid;
   using Arg = std::pair<const Tensor*, const char*>;
-  for (const auto& [t, name] : std::initializer_list<Arg>{{&x, "x"}, {&y, "y"}, {&gy, "gy"}, {&gx, "gx"}}) {
+  std::vector<Arg> args{{&gy, "gy"}, {&gx, "gx"}};
+  if (need_x) args.push_back({&x, "x"});
+  if (need_y) args.push_back({&y, "y"});
+  for (const auto& [t, name] : args) {
     check_contiguous(*t, "unary_backward", name);
     check_same_shape(*t, gx, "unary_backward");
     CHECK(t->dtype() == gx.dtype()) << "unary_backward: " << name << " is " << t->str() << ", gx " << gx.str();
@@ -331,7 +366,8 @@ void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& 
   dispatch_float(gx.dtype(), "unary_backward", [&](auto t) {
     using T = decltype(t);
     unary_backward_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(
-        op, x.data<T>(), y.data<T>(), gy.data<T>(), gx.data<T>(), n, static_cast<Acc<T>>(alpha));
+        op, need_x ? x.data<T>() : nullptr, need_y ? y.data<T>() : nullptr, gy.data<T>(), gx.data<T>(), n,
+        static_cast<Acc<T>>(alpha));
   });
   PX_CUDA_LAUNCH_CHECK();
 }
@@ -388,4 +424,4 @@ void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& o
   PX_CUDA_LAUNCH_CHECK();
 }
 
-}  // namespace px::cuda
+}  // namespace px::gpu

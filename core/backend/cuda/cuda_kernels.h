@@ -3,15 +3,21 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "core/backend/backend.h"
 #include "core/tensor/tensor.h"
 
-namespace px::cuda {
+namespace px::gpu {
 
 enum class Impl : uint8_t { fast, reference };
 
-// cuda_elementwise.cu: src and dst on the same device (host staging lives in CudaBackend::copy).
+// cuda_elementwise.cu: whether this binary carries kernels the current GPU can run (sm_90 SASS or
+// compute_90 PTX); on false, *why says what is missing.
+bool kernels_loadable(std::string* why);
+// copy: src and dst of one shape on the same device (host staging lives in CudaBackend::copy);
+// uniform/normal/dropout: contiguous; unary: x any strides, out contiguous; binary/where: inputs expanded
+// to out's shape (stride 0 broadcasts), out contiguous.
 void copy(const Tensor& src, const Tensor& dst, Impl impl = Impl::fast);
 void fill(const Tensor& dst, double value);
 void uniform(const Tensor& out, uint64_t seed, uint64_t offset, double lo, double hi);
@@ -22,26 +28,29 @@ void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& 
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out, Impl impl = Impl::fast);
 void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out);
 
-// cuda_reduce.cu
+// cuda_reduce.cu: x (any strides), out contiguous with x's ndim, size 1 on the reduced dims.
 void reduce(ReduceOp op, const Tensor& x, const Tensor& out, Impl impl = Impl::fast);
 
-// cuda_softmax.cu
+// cuda_softmax.cu: x, y, gy, gx contiguous (R, C) over the last dim.
 void softmax(const Tensor& x, const Tensor& y, bool log, Impl impl = Impl::fast);
 void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log, Impl impl = Impl::fast);
 
-// cuda_layernorm.cu
+// cuda_layernorm.cu: x, y, gy, gx (R, C); w, b, gw, gb (C) or undefined; mean, rstd (R) f32/f64
+// (optional in the forward); gx may be undefined when only gw/gb are wanted.
 void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& y, const Tensor& mean,
                const Tensor& rstd, Impl impl = Impl::fast);
 void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& gy,
                         const Tensor& gx, const Tensor& gw, const Tensor& gb, Impl impl = Impl::fast);
 
-// cuda_index.cu
+// cuda_index.cu: x/out contiguous; index i64 (L) for index_select/index_add ((O, D, I) <-> (O, L, I)),
+// index with out's (gather) or src's (scatter_add) shape.
 void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out, Impl impl = Impl::fast);
 void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, Impl impl = Impl::fast);
 void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out, Impl impl = Impl::fast);
 void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, Impl impl = Impl::fast);
 
-// cuda_loss.cu
+// cuda_loss.cu: logits, glogits (N, C) contiguous; target i64 (N); loss, lse, gloss float (N) (lse optional
+// in the forward; gloss may be one value for every row).
 void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double eps, const Tensor& loss,
                    const Tensor& lse, Impl impl = Impl::fast);
 void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse, const Tensor& gloss,
@@ -51,4 +60,4 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Te
 // the oracle for gemm_cublaslt. Same contract as Backend::gemm.
 void gemm_reference(const Tensor& a, const Tensor& b, const Tensor& c, double alpha, double beta);
 
-}  // namespace px::cuda
+}  // namespace px::gpu

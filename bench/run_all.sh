@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# bench/run_all.sh: runs both benchmarks from an existing build dir (builds nothing) and prints their
+# SUMMARY lines. Usage: bench/run_all.sh [BUILD_DIR] [--quick]; THREADS (default 2) sets every thread pool.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+build="${1:-/work/main/build}"
+quick=""
+[[ "${2:-}" == "--quick" || "${1:-}" == "--quick" ]] && quick="--quick"
+[[ "$build" == "--quick" ]] && build=/work/main/build
+threads="${THREADS:-2}"
+export PARALLAX_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads"
+
+for bin in bench_gemm bench_ops; do
+  if [[ ! -x "$build/bench/$bin" ]]; then
+    echo "run_all.sh: $build/bench/$bin is missing; build it first:" >&2
+    echo "  cmake --build $build --target bench_gemm bench_ops" >&2
+    exit 1
+  fi
+done
+
+echo "== load: $(cut -d' ' -f1-3 /proc/loadavg), threads=$threads"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+echo "== bench_gemm $quick"
+"$build/bench/bench_gemm" --threads "$threads" $quick | tee -a "$log"
+echo "== ops_vs_torch"
+if [[ -n "$quick" ]]; then runs=3; else runs=5; fi
+/usr/bin/python3 "$here/ops_vs_torch.py" --build-dir "$build" --threads "$threads" --runs "$runs" | tee -a "$log"
+echo "== summary (load now $(cut -d' ' -f1-3 /proc/loadavg))"
+grep '^SUMMARY' "$log"

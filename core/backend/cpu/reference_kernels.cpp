@@ -1,0 +1,203 @@
+// Plain reference kernels for tests: gemm, reduce, softmax, layernorm and cross-entropy with
+// their backward passes, written as direct loops over element accessors with double accumulation.
+#include "core/backend/cpu/reference_kernels.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace px::ref {
+namespace {
+
+// Element offset of row-major position `linear` in t.
+int64_t offset_of(const Tensor& t, int64_t linear) {
+  int64_t off = 0;
+  for (int64_t d = t.dim() - 1; d >= 0; --d) {
+    off += (linear % t.size(d)) * t.stride(d);
+    linear /= t.size(d);
+  }
+  return off;
+}
+
+int64_t cols(const Tensor& t) { return t.dim() == 0 ? 1 : t.size(-1); }
+int64_t rows(const Tensor& t) { return cols(t) == 0 ? 0 : t.numel() / cols(t); }
+
+}  // namespace
+
+double load(const Tensor& t, int64_t linear) {
+  CHECK(t.device().is_cpu()) << "ref::load needs a host tensor, got " << t.str();
+  const int64_t off = offset_of(t, linear);
+  return dispatch_dtype(t.dtype(), [&](auto v) {
+    using T = decltype(v);
+    return to_double(static_cast<const T*>(t.raw_data())[off]);
+  });
+}
+
+void store(const Tensor& t, int64_t linear, double v) {
+  const int64_t off = offset_of(t, linear);
+  dispatch_dtype(t.dtype(), [&](auto z) {
+    using T = decltype(z);
+    static_cast<T*>(t.raw_data())[off] = from_double<T>(v);
+  });
+}
+
+// c[b, m, n] = alpha * sum_k a[b, m, k] b[b, k, n] + beta * c[b, m, n]  (beta == 0 ignores c)
+void gemm(const Tensor& a, const Tensor& b, const Tensor& c, double alpha, double beta) {
+  const int64_t nd = c.dim();
+  const int64_t batch = nd == 3 ? c.size(0) : 1, m = c.size(nd - 2), n = c.size(nd - 1), k = a.size(nd - 1);
+  for (int64_t bi = 0; bi < batch; ++bi)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (int64_t p = 0; p < k; ++p) s += load(a, (bi * m + i) * k + p) * load(b, (bi * k + p) * n + j);
+        const int64_t ci = (bi * m + i) * n + j;
+        store(c, ci, alpha * s + (beta == 0.0 ? 0.0 : beta * load(c, ci)));
+      }
+}
+
+// out[k] = sum / max / min / argmax over the reduced positions of x that map to out position k
+void reduce(ReduceOp op, const Tensor& x, const Tensor& out) {
+  const int64_t nd = x.dim(), on = out.numel();
+  std::vector<double> acc(on, op == ReduceOp::sum ? 0.0
+                              : op == ReduceOp::min ? std::numeric_limits<double>::infinity()
+                                                    : -std::numeric_limits<double>::infinity());
+  std::vector<int64_t> arg(on, -1);
+  std::vector<int64_t> coord(nd);
+  for (int64_t p = 0; p < x.numel(); ++p) {
+    int64_t rem = p;
+    for (int64_t d = nd - 1; d >= 0; --d) {
+      coord[d] = rem % x.size(d);
+      rem /= x.size(d);
+    }
+    int64_t o = 0, r = 0;  // out position; position along the reduced dim (argmax)
+    for (int64_t d = 0; d < nd; ++d) {
+      const bool reduced = out.size(d) == 1 && x.size(d) != 1;
+      o = o * out.size(d) + (reduced ? 0 : coord[d]);
+      if (reduced) r = coord[d];
+    }
+    const double v = load(x, p);
+    switch (op) {
+      case ReduceOp::sum: acc[o] += v; break;
+      case ReduceOp::max: acc[o] = (std::isnan(v) || v > acc[o]) ? v : acc[o]; break;
+      case ReduceOp::min: acc[o] = (std::isnan(v) || v < acc[o]) ? v : acc[o]; break;
+      case ReduceOp::argmax:
+        if (arg[o] < 0 || (!std::isnan(acc[o]) && (v > acc[o] || std::isnan(v)))) {
+          acc[o] = v;
+          arg[o] = r;
+        }
+        break;
+    }
+  }
+  for (int64_t o = 0; o < on; ++o) store(out, o, op == ReduceOp::argmax ? static_cast<double>(arg[o]) : acc[o]);
+}
+
+// y = exp(x - lse) or x - lse, lse = log sum_c exp x_c
+void softmax(const Tensor& x, const Tensor& y, bool log) {
+  const int64_t c = cols(x);
+  for (int64_t r = 0; r < rows(x); ++r) {
+    double m = -std::numeric_limits<double>::infinity();
+    for (int64_t i = 0; i < c; ++i) m = std::max(m, load(x, r * c + i));
+    double s = 0;
+    for (int64_t i = 0; i < c; ++i) s += std::exp(load(x, r * c + i) - m);
+    const double lse = m + std::log(s);
+    for (int64_t i = 0; i < c; ++i) {
+      const double lv = load(x, r * c + i) - lse;
+      store(y, r * c + i, log ? lv : std::exp(lv));
+    }
+  }
+}
+
+// softmax: gx = y (gy - sum gy y); log_softmax: gx = gy - exp(y) sum gy
+void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log) {
+  const int64_t c = cols(y);
+  for (int64_t r = 0; r < rows(y); ++r) {
+    double s = 0;
+    for (int64_t i = 0; i < c; ++i) s += load(gy, r * c + i) * (log ? 1.0 : load(y, r * c + i));
+    for (int64_t i = 0; i < c; ++i) {
+      const double yv = load(y, r * c + i), g = load(gy, r * c + i);
+      store(gx, r * c + i, log ? g - std::exp(yv) * s : yv * (g - s));
+    }
+  }
+}
+
+// y = (x - mean) rstd w + b with biased variance
+void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& y, const Tensor& mean,
+               const Tensor& rstd) {
+  const int64_t c = cols(x);
+  for (int64_t r = 0; r < rows(x); ++r) {
+    double s = 0, v = 0;
+    for (int64_t i = 0; i < c; ++i) s += load(x, r * c + i);
+    const double mu = s / c;
+    for (int64_t i = 0; i < c; ++i) v += (load(x, r * c + i) - mu) * (load(x, r * c + i) - mu);
+    const double rs = 1.0 / std::sqrt(v / c + eps);
+    if (mean.defined()) store(mean, r, mu);
+    if (rstd.defined()) store(rstd, r, rs);
+    for (int64_t i = 0; i < c; ++i) {
+      double o = (load(x, r * c + i) - mu) * rs;
+      if (w.defined()) o *= load(w, i);
+      if (b.defined()) o += load(b, i);
+      store(y, r * c + i, o);
+    }
+  }
+}
+
+// gx = rstd (g - mean g - xhat mean(g xhat)), g = gy w; gw = sum gy xhat; gb = sum gy
+void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& gy,
+                        const Tensor& gx, const Tensor& gw, const Tensor& gb) {
+  const int64_t c = cols(x);
+  std::vector<double> sw(c, 0.0), sb(c, 0.0);
+  for (int64_t r = 0; r < rows(x); ++r) {
+    const double mu = load(mean, r), rs = load(rstd, r);
+    double mg = 0, mgx = 0;
+    for (int64_t i = 0; i < c; ++i) {
+      const double xh = (load(x, r * c + i) - mu) * rs, g = load(gy, r * c + i) * (w.defined() ? load(w, i) : 1.0);
+      mg += g / c;
+      mgx += g * xh / c;
+      sw[i] += load(gy, r * c + i) * xh;
+      sb[i] += load(gy, r * c + i);
+    }
+    if (!gx.defined()) continue;
+    for (int64_t i = 0; i < c; ++i) {
+      const double xh = (load(x, r * c + i) - mu) * rs, g = load(gy, r * c + i) * (w.defined() ? load(w, i) : 1.0);
+      store(gx, r * c + i, rs * (g - mg - xh * mgx));
+    }
+  }
+  for (int64_t i = 0; i < c; ++i) {
+    if (gw.defined()) store(gw, i, sw[i]);
+    if (gb.defined()) store(gb, i, sb[i]);
+  }
+}
+
+// loss_n = lse_n - (1 - eps) x_{n,t} - eps/C sum_c x_{n,c}; 0 where t == ignore_index
+void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double eps, const Tensor& loss,
+                   const Tensor& lse) {
+  const int64_t n = logits.size(0), c = logits.size(1);
+  for (int64_t r = 0; r < n; ++r) {
+    double m = -std::numeric_limits<double>::infinity(), s = 0, sx = 0;
+    for (int64_t i = 0; i < c; ++i) m = std::max(m, load(logits, r * c + i));
+    for (int64_t i = 0; i < c; ++i) {
+      s += std::exp(load(logits, r * c + i) - m);
+      sx += load(logits, r * c + i);
+    }
+    const double l = m + std::log(s);
+    if (lse.defined()) store(lse, r, l);
+    const int64_t t = static_cast<int64_t>(load(target, r));
+    store(loss, r, t == ignore_index ? 0.0 : l - (1 - eps) * load(logits, r * c + t) - eps / c * sx);
+  }
+}
+
+// glogits = gloss (softmax - (1 - eps) onehot(t) - eps/C); 0 rows where ignored
+void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse, const Tensor& gloss,
+                            int64_t ignore_index, double eps, const Tensor& glogits) {
+  const int64_t n = logits.size(0), c = logits.size(1);
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t t = static_cast<int64_t>(load(target, r));
+    const double g = load(gloss, gloss.numel() == 1 ? 0 : r), l = load(lse, r);
+    for (int64_t i = 0; i < c; ++i) {
+      const double q = (1 - eps) * (i == t ? 1.0 : 0.0) + eps / c;
+      store(glogits, r * c + i, t == ignore_index ? 0.0 : g * (std::exp(load(logits, r * c + i) - l) - q));
+    }
+  }
+}
+
+}  // namespace px::ref

@@ -1,0 +1,116 @@
+// Optimizer base: group validation, the step loop (gradients made contiguous, parameters without
+// gradients skipped), lr access per group and the per-parameter state map keyed by the tensor.
+#include "core/optim/optimizer.h"
+
+#include <set>
+
+#include "core/autograd/grad_mode.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/view.h"
+#include "core/util/error.h"
+
+namespace px::optim {
+
+static std::string group_label(const ParamGroup& g, size_t index) {
+  return "parameter group " + std::to_string(index) + (g.name.empty() ? "" : " ('" + g.name + "')");
+}
+
+Optimizer::Optimizer(std::string name, std::vector<ParamGroup> groups) : name_(std::move(name)) {
+  for (ParamGroup& g : groups) add_param_group(std::move(g));
+}
+
+void Optimizer::check_group(ParamGroup& g, size_t index) {
+  if (!(g.lr >= 0.0)) throw ConfigError(name_ + ": " + group_label(g, index) + ": lr must be >= 0, got " +
+                                        std::to_string(g.lr));
+  if (!(g.weight_decay >= 0.0))
+    throw ConfigError(name_ + ": " + group_label(g, index) + ": weight_decay must be >= 0, got " +
+                      std::to_string(g.weight_decay));
+  if (g.initial_lr < 0.0) g.initial_lr = g.lr;
+  std::set<const TensorImpl*> seen;
+  for (const ParamGroup& other : groups_)
+    for (const Tensor& p : other.params) seen.insert(p.impl());
+  for (size_t i = 0; i < g.params.size(); ++i) {
+    const Tensor& p = g.params[i];
+    CHECK(p.defined()) << name_ << ": " << group_label(g, index) << ": parameter " << i << " is undefined";
+    CHECK(p.is_leaf() && p.requires_grad())
+        << name_ << ": " << group_label(g, index) << ": parameter " << i << " (" << p.str()
+        << ") must be a leaf that requires grad";
+    CHECK(p.is_contiguous()) << name_ << ": parameter " << i << " is not contiguous: " << p.str();
+    CHECK(seen.insert(p.impl()).second)
+        << name_ << ": " << group_label(g, index) << ": parameter " << i << " (" << p.str()
+        << ") appears more than once across the parameter groups";
+  }
+}
+
+void Optimizer::add_param_group(ParamGroup group) {
+  check_group(group, groups_.size());
+  groups_.push_back(std::move(group));
+}
+
+const ParamGroup& Optimizer::group(size_t i) const {
+  CHECK_LT(i, groups_.size()) << name_ << ": no parameter group " << i;
+  return groups_[i];
+}
+
+void Optimizer::set_lr(double lr, size_t group) {
+  CHECK_LT(group, groups_.size()) << name_ << ": no parameter group " << group;
+  if (!(lr >= 0.0)) throw ConfigError(name_ + ": lr must be >= 0, got " + std::to_string(lr));
+  groups_[group].lr = lr;
+}
+
+void Optimizer::set_lr(double lr) {
+  for (size_t i = 0; i < groups_.size(); ++i) set_lr(lr, i);
+}
+
+std::vector<Tensor> Optimizer::params() const {
+  std::vector<Tensor> out;
+  for (const ParamGroup& g : groups_) out.insert(out.end(), g.params.begin(), g.params.end());
+  return out;
+}
+
+const ParamState* Optimizer::state(const Tensor& param) const {
+  auto it = state_.find(param.impl());
+  return it == state_.end() ? nullptr : &it->second;
+}
+
+ParamState& Optimizer::mutable_state(const Tensor& param) {
+  bool owned = false;
+  for (const ParamGroup& g : groups_)
+    for (const Tensor& p : g.params) owned = owned || p.impl() == param.impl();
+  CHECK(owned) << name_ << ": " << param.str() << " is not a parameter of this optimizer";
+  return state_[param.impl()];
+}
+
+bool Optimizer::use_host_loop(const Tensor& param) const {
+  return fused_ && param.device().is_cpu() && (param.dtype() == DType::f32 || param.dtype() == DType::f64);
+}
+
+void Optimizer::step() {
+  NoGradGuard no_grad;
+  for (const ParamGroup& g : groups_) {
+    for (const Tensor& p : g.params) {
+      Tensor grad = p.grad();
+      if (!grad.defined()) continue;
+      CHECK(grad.shape() == p.shape() && grad.dtype() == p.dtype() && grad.device() == p.device())
+          << name_ << ": gradient " << grad.str() << " does not match parameter " << p.str();
+      grad = contiguous(grad);
+      update(g, p, grad, state_[p.impl()]);
+      p.bump_version();
+    }
+  }
+}
+
+void Optimizer::zero_grad(bool set_to_none) {
+  NoGradGuard no_grad;
+  for (const ParamGroup& g : groups_)
+    for (const Tensor& p : g.params) {
+      if (!p.grad().defined()) continue;
+      if (set_to_none) {
+        p.set_grad(Tensor());
+      } else {
+        fill_(p.grad(), 0.0);
+      }
+    }
+}
+
+}  // namespace px::optim

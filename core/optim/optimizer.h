@@ -1,0 +1,80 @@
+// Optimizer: the base of SGD and AdamW. Parameter groups with their own lr and weight decay (DETR's
+// backbone lr), per-parameter state kept as Tensors (for checkpoints), step() and zero_grad().
+#pragma once
+
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/tensor/tensor.h"
+
+namespace px::optim {
+
+struct ParamGroup {
+  std::vector<Tensor> params;  // leaves that require grad, contiguous
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  std::string name;  // e.g. "backbone"; for logs, errors and checkpoints
+  // The lr schedules scale; set to lr by the Optimizer when negative (left unset).
+  double initial_lr = -1.0;
+};
+
+// What an optimizer keeps per parameter. Tensors have the parameter's shape, dtype and device:
+// SGD "momentum_buffer"; AdamW "exp_avg", "exp_avg_sq".
+struct ParamState {
+  int64_t step = 0;  // updates applied to this parameter
+  std::map<std::string, Tensor> tensors;
+};
+
+class Optimizer {
+ public:
+  // Hyperparameters are checked here (negative lr or weight decay: px::ConfigError naming the group).
+  Optimizer(std::string name, std::vector<ParamGroup> groups);
+  virtual ~Optimizer() = default;
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  // One update of every parameter that has a gradient (others are skipped), under NoGradGuard.
+  void step();
+  // Drops (set_to_none) or zero-fills every parameter's gradient.
+  void zero_grad(bool set_to_none = true);
+
+  const std::string& name() const { return name_; }
+  void add_param_group(ParamGroup group);
+  size_t num_groups() const { return groups_.size(); }
+  const ParamGroup& group(size_t i) const;
+  double lr(size_t group = 0) const { return this->group(group).lr; }
+  void set_lr(double lr, size_t group);
+  // Every group to the same lr.
+  void set_lr(double lr);
+  // All parameters, group by group in order (the order checkpoints index state by).
+  std::vector<Tensor> params() const;
+
+  // The state of `param`, or null before its first update (or for a tensor the optimizer does not own).
+  const ParamState* state(const Tensor& param) const;
+  // The state of `param`, created empty if absent (checkpoint loading); CHECK-fails for foreign tensors.
+  ParamState& mutable_state(const Tensor& param);
+
+  // CPU f32/f64 parameters update in one fused host loop (the default); false forces the device-generic
+  // path built from in-place and pointwise ops, which is what non-CPU or 16-bit parameters use.
+  void set_fused(bool fused) { fused_ = fused; }
+  bool fused() const { return fused_; }
+
+ protected:
+  // Updates one parameter from its gradient; called under NoGradGuard with grad contiguous and of the
+  // parameter's shape and dtype.
+  virtual void update(const ParamGroup& group, const Tensor& param, const Tensor& grad, ParamState& state) = 0;
+  // Whether the fused host loop applies to `param`.
+  bool use_host_loop(const Tensor& param) const;
+
+ private:
+  void check_group(ParamGroup& group, size_t index);
+
+  std::string name_;
+  bool fused_ = true;
+  std::vector<ParamGroup> groups_;
+  std::unordered_map<const TensorImpl*, ParamState> state_;
+};
+
+}  // namespace px::optim
