@@ -7,7 +7,9 @@
 #include <cstdio>
 
 #include "core/backend/cpu/cpu_backend.h"
+#include "core/nn/linear.h"
 #include "core/ops/ops.h"
+#include "core/optim/sgd.h"
 #include "core/util/error.h"
 
 namespace px {
@@ -59,43 +61,42 @@ DemoOptions parse_demo_options(const std::vector<std::string>& args) {
   return o;
 }
 
+// An MLP 2 -> hidden -> hidden -> 3 with ReLU.
+class SpiralMlp : public nn::Module {
+ public:
+  SpiralMlp(int64_t hidden, Generator& gen) : Module("SpiralMlp") {
+    fc1_ = register_module("fc1", std::make_shared<nn::Linear>(2, hidden, gen));
+    fc2_ = register_module("fc2", std::make_shared<nn::Linear>(hidden, hidden, gen));
+    fc3_ = register_module("fc3", std::make_shared<nn::Linear>(hidden, 3, gen));
+  }
+  // x (N, 2) -> logits (N, 3)
+  Tensor forward(const Tensor& x) const { return (*fc3_)(relu((*fc2_)(relu((*fc1_)(x))))); }
+
+ private:
+  std::shared_ptr<nn::Linear> fc1_, fc2_, fc3_;
+};
+
 int run_demo(const DemoOptions& options) {
   set_num_threads(options.threads > 0 ? options.threads : default_num_threads());
   Generator gen(options.seed);
   Tensor x, y;
   make_spirals(200, gen, &x, &y);
   const int64_t hidden = 64;
-  // (out, in) weights with a 1/sqrt(in) scale, zero biases
-  Tensor w1 = mul(randn({hidden, 2}, gen), 1.0 / std::sqrt(2.0)).detach().set_requires_grad();
-  Tensor b1 = zeros({hidden}).set_requires_grad();
-  Tensor w2 = mul(randn({hidden, hidden}, gen), 1.0 / std::sqrt(double(hidden))).detach().set_requires_grad();
-  Tensor b2 = zeros({hidden}).set_requires_grad();
-  Tensor w3 = mul(randn({3, hidden}, gen), 1.0 / std::sqrt(double(hidden))).detach().set_requires_grad();
-  Tensor b3 = zeros({3}).set_requires_grad();
-  std::vector<Tensor> params = {w1, b1, w2, b2, w3, b3};
-  std::vector<Tensor> velocity;
-  for (const Tensor& p : params) velocity.push_back(zeros_like(p));
+  SpiralMlp model(hidden, gen);
+  optim::SGD optimizer({optim::ParamGroup{model.parameters(), 0.1}}, optim::SGDOptions{.momentum = 0.9});
 
-  std::printf("parallax demo: MLP 2-%ld-%ld-3 on %ld spiral points, SGD momentum 0.9, %ld steps, %d threads\n",
-              static_cast<long>(hidden), static_cast<long>(hidden), static_cast<long>(x.size(0)),
-              static_cast<long>(options.steps), num_threads());
+  std::printf("parallax demo: MLP 2-%ld-%ld-3 (%ld parameters) on %ld spiral points, SGD momentum 0.9, %ld steps, "
+              "%d threads\n",
+              static_cast<long>(hidden), static_cast<long>(hidden), static_cast<long>(model.num_parameters()),
+              static_cast<long>(x.size(0)), static_cast<long>(options.steps), num_threads());
   const auto start = std::chrono::steady_clock::now();
   double first_loss = 0, loss_value = 0;
   for (int64_t step = 1; step <= options.steps; ++step) {
-    const Tensor h1 = relu(linear(x, w1, b1));
-    const Tensor h2 = relu(linear(h1, w2, b2));
-    const Tensor logits = linear(h2, w3, b3);
+    const Tensor logits = model.forward(x);
     const Tensor loss = cross_entropy(logits, y);
+    optimizer.zero_grad();
     backward(loss);
-    {
-      NoGradGuard no_grad;
-      for (size_t i = 0; i < params.size(); ++i) {
-        mul_(velocity[i], 0.9);
-        add_(velocity[i], params[i].grad());
-        add_(params[i], velocity[i], -0.1);
-        fill_(params[i].grad(), 0.0);
-      }
-    }
+    optimizer.step();
     loss_value = loss.item();
     if (step == 1) first_loss = loss_value;
     if (step == 1 || step % 25 == 0 || step == options.steps) {
