@@ -108,8 +108,8 @@ std::vector<double> host_values(const Tensor& t) {
     diff[i] = inputs[i].defined() && is_floating(inputs[i].dtype()) &&
               std::find(opts.nondiff.begin(), opts.nondiff.end(), i) == opts.nondiff.end();
     if (diff[i] && inputs[i].dtype() != DType::f64)
-      return ::testing::AssertionFailure() << "gradcheck: input " << i << " is " << inputs[i].str()
-                                           << "; differentiable inputs must be f64";
+      return ::testing::AssertionFailure()
+             << "gradcheck: input " << i << " is " << inputs[i].str() << "; differentiable inputs must be f64";
   }
 
   // Analytic: leaves over the same storage (same strides), backward with weights w.
@@ -132,8 +132,8 @@ std::vector<double> host_values(const Tensor& t) {
   const bool any_diff = std::find(diff.begin(), diff.end(), true) != diff.end();
   if (any_diff) {
     if (!out.requires_grad())
-      return ::testing::AssertionFailure() << "gradcheck: output " << out.str()
-                                           << " does not require grad although an input does";
+      return ::testing::AssertionFailure()
+             << "gradcheck: output " << out.str() << " does not require grad although an input does";
     try {
       backward(out, contiguous_from(w, out.shape()));
     } catch (const std::exception& e) {
@@ -168,7 +168,8 @@ std::vector<double> host_values(const Tensor& t) {
       elements.try_emplace(off, flat, 0.0).first->second.second += grad[flat];
     });
 
-    if (opts.max_checked > 0 && elements.size() > opts.max_checked) keep_sample(elements, opts.max_checked, opts.seed + i);
+    if (opts.max_checked > 0 && elements.size() > opts.max_checked)
+      keep_sample(elements, opts.max_checked, opts.seed + i);
 
     double* base = static_cast<double*>(inputs[i].storage()->data());
     InputReport r;
@@ -180,8 +181,8 @@ std::vector<double> host_values(const Tensor& t) {
       const std::vector<double> ym = eval();
       base[off] = orig;
       if (yp.size() != w.size() || ym.size() != w.size())
-        return ::testing::AssertionFailure() << "gradcheck: forward without grad gave " << yp.size()
-                                             << " elements, with grad " << w.size();
+        return ::testing::AssertionFailure()
+               << "gradcheck: forward without grad gave " << yp.size() << " elements, with grad " << w.size();
       // sum(w * (y+ - y-)): outputs the element does not touch cancel exactly, so the rounding
       // error does not grow with the output's size.
       double df = 0;
@@ -203,10 +204,10 @@ std::vector<double> host_values(const Tensor& t) {
     }
     if (r.bad > 0) {
       ok = false;
-      failures << std::setprecision(10) << "\n  input " << i << " " << inputs[i].str() << ": " << r.bad << " of " << r.checked
-               << " elements differ; worst at " << index_str(inputs[i].shape(), r.worst_flat) << ": analytic "
-               << r.analytic << ", numeric " << r.numeric << " (rtol " << opts.rtol << ", atol " << opts.atol
-               << (g.defined() ? "" : "; backward gave no gradient") << ")";
+      failures << std::setprecision(10) << "\n  input " << i << " " << inputs[i].str() << ": " << r.bad << " of "
+               << r.checked << " elements differ; worst at " << index_str(inputs[i].shape(), r.worst_flat)
+               << ": analytic " << r.analytic << ", numeric " << r.numeric << " (rtol " << opts.rtol << ", atol "
+               << opts.atol << (g.defined() ? "" : "; backward gave no gradient") << ")";
     }
   }
   if (ok) return ::testing::AssertionSuccess();

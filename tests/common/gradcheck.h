@@ -2,11 +2,11 @@
 // plus input builders (random, non-contiguous, expanded, integer) that use no op under test.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <functional>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/tensor/tensor.h"
 

@@ -1,14 +1,14 @@
 // Tests of core/autograd: graph shapes (diamonds, shared subexpressions, long chains), gradient
 // accumulation, retain_graph, saved-tensor version checks, no_grad, detach and grad-ready hooks.
+#include <gtest/gtest.h>
+
 #include <chrono>
-#include <functional>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/autograd/node.h"
 #include "core/ops/ops.h"
@@ -299,9 +299,9 @@ TEST(AutogradEngine, SetRequiresGradOnlyOnFloatingLeaves) {
 TEST(AutogradEngine, BackwardArgumentErrors) {
   Tensor x = leaf({3}, 29);
   Tensor y = mul(x, 2.0);
-  EXPECT_THROW(backward(y), AutogradError);  // non-scalar root, no gradient
+  EXPECT_THROW(backward(y), AutogradError);                  // non-scalar root, no gradient
   EXPECT_THROW(backward(uniform64({}, 30)), AutogradError);  // does not require grad
-  backward(y, f64({1, 2, 3}, {3}));  // explicit gradient
+  backward(y, f64({1, 2, 3}, {3}));                          // explicit gradient
   expect_values(x.grad(), {2, 4, 6});
 }
 
@@ -421,33 +421,64 @@ std::vector<std::pair<std::string, OpFn>> all_ops() {
       {"sum", [](const Tensor& x) { return sum(x, {1}); }},
       {"mean", [](const Tensor& x) { return mean(x); }},
       {"max", [](const Tensor& x) { return max(x, {0}, true); }},
-      {"sum_to", [](const Tensor& x) { return sum_to(x, {1, 4}); }},
+      {"sum_to",
+       [](const Tensor& x) {
+         return sum_to(x, {1, 4});
+       }},
       {"matmul", [](const Tensor& x) { return matmul(x, transpose(x, 0, 1)); }},
       {"linear", [](const Tensor& x) { return linear(x, x, reshape(narrow(x, 1, 0, 1), {3})); }},
       {"softmax", [](const Tensor& x) { return softmax(x); }},
       {"log_softmax", [](const Tensor& x) { return log_softmax(x); }},
       {"layer_norm", [](const Tensor& x) { return layer_norm(x, reshape(narrow(x, 0, 0, 1), {4}), Tensor()); }},
-      {"embedding", [](const Tensor& x) { return embedding(x, int_tensor({2, 0, 2}, {3})); }},
-      {"dropout", [](const Tensor& x) { Generator g(1); return dropout(x, 0.5, true, g); }},
+      {"embedding",
+       [](const Tensor& x) {
+         return embedding(x, int_tensor({2, 0, 2}, {3}));
+       }},
+      {"dropout",
+       [](const Tensor& x) {
+         Generator g(1);
+         return dropout(x, 0.5, true, g);
+       }},
       {"masked_fill", [mask](const Tensor& x) { return masked_fill(x, mask, 0.0); }},
       {"where", [mask, c](const Tensor& x) { return where(mask, x, c); }},
-      {"index_select", [](const Tensor& x) { return index_select(x, 1, int_tensor({3, 3}, {2})); }},
-      {"gather", [](const Tensor& x) { return gather(x, 1, int_tensor({0, 1, 2}, {3, 1})); }},
-      {"cat", [](const Tensor& x) { return cat({x, x}, 0); }},
-      {"stack", [](const Tensor& x) { return stack({x, x}, 1); }},
+      {"index_select",
+       [](const Tensor& x) {
+         return index_select(x, 1, int_tensor({3, 3}, {2}));
+       }},
+      {"gather",
+       [](const Tensor& x) {
+         return gather(x, 1, int_tensor({0, 1, 2}, {3, 1}));
+       }},
+      {"cat",
+       [](const Tensor& x) {
+         return cat({x, x}, 0);
+       }},
+      {"stack",
+       [](const Tensor& x) {
+         return stack({x, x}, 1);
+       }},
       {"split", [](const Tensor& x) { return split(x, 2, 1)[1]; }},
       {"reshape", [](const Tensor& x) { return reshape(x, {12}); }},
       {"reshape copy", [](const Tensor& x) { return reshape(transpose(x, 0, 1), {12}); }},
       {"transpose", [](const Tensor& x) { return transpose(x, 0, 1); }},
-      {"permute", [](const Tensor& x) { return permute(x, {1, 0}); }},
+      {"permute",
+       [](const Tensor& x) {
+         return permute(x, {1, 0});
+       }},
       {"narrow", [](const Tensor& x) { return narrow(x, 0, 1, 2); }},
-      {"expand", [](const Tensor& x) { return expand(x, {2, 3, 4}); }},
+      {"expand",
+       [](const Tensor& x) {
+         return expand(x, {2, 3, 4});
+       }},
       {"unsqueeze", [](const Tensor& x) { return unsqueeze(x, 1); }},
       {"squeeze", [](const Tensor& x) { return squeeze(unsqueeze(x, 0), 0); }},
       {"contiguous", [](const Tensor& x) { return contiguous(transpose(x, 0, 1)); }},
       {"to_dtype", [](const Tensor& x) { return to_dtype(x, DType::f64); }},
       {"clone", [](const Tensor& x) { return clone(x); }},
-      {"cross_entropy", [](const Tensor& x) { return cross_entropy(x, int_tensor({1, -100, 3}, {3}), -100, 0.1); }},
+      {"cross_entropy",
+       [](const Tensor& x) {
+         return cross_entropy(x, int_tensor({1, -100, 3}, {3}), -100, 0.1);
+       }},
   };
 }
 
@@ -500,8 +531,10 @@ TEST(AutogradEngine, Chain100kOps) { check_long_chain(100000); }  // ~1.6 s on a
 TEST(AutogradEngine, LongChainDestroyedWithoutBackward) {
   Tensor x = leaf({4}, 71);
   { Tensor y = chain(x, 100000); }
-  { Tensor y = chain(x, 10000);
-    backward(sum(y), Tensor(), /*retain_graph=*/true); }  // retained graph, then destroyed
+  {
+    Tensor y = chain(x, 10000);
+    backward(sum(y), Tensor(), /*retain_graph=*/true);
+  }  // retained graph, then destroyed
   SUCCEED();
 }
 

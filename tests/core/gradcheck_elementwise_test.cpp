@@ -1,10 +1,10 @@
 // Finite-difference gradient checks of core/ops/elementwise.h, indexing.h's masked_fill/where and
 // factory.h's differentiable copies, on broadcast, strided and expanded f64 inputs.
+#include <gtest/gtest.h>
+
 #include <functional>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/ops/ops.h"
 #include "tests/common/gradcheck.h"
@@ -44,8 +44,11 @@ Tensor operand(const Shape& shape, uint64_t seed, bool nonzero) {
 }
 
 void check_shapes(const Shape& a, const Shape& b) {
-  check_all_binary([&](bool nz) { return Inputs{uniform64(a, 1), operand(b, 2, nz)}; },
-                   shape_str(a) + " op " + shape_str(b));
+  check_all_binary(
+      [&](bool nz) {
+        return Inputs{uniform64(a, 1), operand(b, 2, nz)};
+      },
+      shape_str(a) + " op " + shape_str(b));
 }
 
 TEST(GradcheckElementwise, BinarySameShape) { check_shapes({3, 4}, {3, 4}); }
@@ -65,14 +68,21 @@ TEST(GradcheckElementwise, BinaryBroadcastBothWays) {
 }
 
 TEST(GradcheckElementwise, BinaryStridedOperands) {
-  check_all_binary([](bool nz) { return Inputs{transposed64({3, 4}, 3), nz ? narrowed64({3, 4}, 1, 4, 0.5, 1.5)
-                                                                           : narrowed64({3, 4}, 1, 4)}; },
-                   "transposed op narrowed");
-  check_all_binary([](bool nz) { return Inputs{expanded64({3, 4}, 0, 5), operand({3, 4}, 6, nz)}; },
-                   "expanded op contiguous");
-  check_all_binary([](bool nz) { return Inputs{transposed64({2, 4, 3}, 7), nz ? expanded64({4, 3}, 1, 8, 0.5, 1.5)
-                                                                              : expanded64({4, 3}, 1, 8)}; },
-                   "transposed op expanded, broadcast");
+  check_all_binary(
+      [](bool nz) {
+        return Inputs{transposed64({3, 4}, 3), nz ? narrowed64({3, 4}, 1, 4, 0.5, 1.5) : narrowed64({3, 4}, 1, 4)};
+      },
+      "transposed op narrowed");
+  check_all_binary(
+      [](bool nz) {
+        return Inputs{expanded64({3, 4}, 0, 5), operand({3, 4}, 6, nz)};
+      },
+      "expanded op contiguous");
+  check_all_binary(
+      [](bool nz) {
+        return Inputs{transposed64({2, 4, 3}, 7), nz ? expanded64({4, 3}, 1, 8, 0.5, 1.5) : expanded64({4, 3}, 1, 8)};
+      },
+      "transposed op expanded, broadcast");
 }
 
 TEST(GradcheckElementwise, SameTensorBothOperands) {

@@ -1,8 +1,8 @@
 // Tests of the gradcheck harness itself: a hand-written op with a right, a wrong and a missing
 // backward, strided and expanded inputs, and non-differentiable inputs.
-#include <cmath>
-
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 #include "core/autograd/node.h"
 #include "tests/common/gradcheck.h"

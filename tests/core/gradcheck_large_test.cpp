@@ -1,8 +1,8 @@
 // Finite-difference gradient checks on shapes large enough (> 32768 elements, long rows) to reach
 // the CPU kernels' vectorised and OpenMP-threaded paths; differences on a random sample of elements.
-#include <vector>
-
 #include <gtest/gtest.h>
+
+#include <vector>
 
 #include "core/ops/ops.h"
 #include "tests/common/gradcheck.h"
@@ -40,17 +40,15 @@ TEST(GradcheckLarge, Unary) {
 
 TEST(GradcheckLarge, BinaryBroadcast) {
   auto fn = [](const Inputs& v) { return div(sub(mul(v[0], v[1]), v[2]), v[3]); };
-  EXPECT_TRUE(gradcheck(fn,
-                        {uniform64(kBig, 3), uniform64({320}, 4), transposed64(kBig, 5),
-                         away_from_zero64({128, 1}, 6, 0.5, 1.5)},
-                        sampled()));
+  EXPECT_TRUE(gradcheck(
+      fn, {uniform64(kBig, 3), uniform64({320}, 4), transposed64(kBig, 5), away_from_zero64({128, 1}, 6, 0.5, 1.5)},
+      sampled()));
 }
 
 TEST(GradcheckLarge, Reductions) {
   for (const std::vector<int64_t>& dims : {std::vector<int64_t>{}, {0}, {1}}) {
     EXPECT_TRUE(gradcheck([&](const Inputs& v) { return sum(v[0], dims); }, {uniform64(kBig, 7)}, sampled()));
-    EXPECT_TRUE(gradcheck([&](const Inputs& v) { return mean(v[0], dims, true); }, {transposed64(kBig, 8)},
-                          sampled()));
+    EXPECT_TRUE(gradcheck([&](const Inputs& v) { return mean(v[0], dims, true); }, {transposed64(kBig, 8)}, sampled()));
     EXPECT_TRUE(gradcheck([&](const Inputs& v) { return max(v[0], dims); }, {distinct64(kBig, 9, 1e-3)}, sampled()));
   }
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return sum_to(v[0], {1, 320}); }, {uniform64(kBig, 10)}, sampled()));

@@ -1,9 +1,9 @@
 // Finite-difference gradient checks of core/ops/matmul.h (matmul, linear) and core/ops/reduce.h
 // (sum, mean, max, sum_to) over dims, keepdim, batch broadcasting and strided operands.
+#include <gtest/gtest.h>
+
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/ops/ops.h"
 #include "tests/common/gradcheck.h"
@@ -38,6 +38,8 @@ TEST(GradcheckMatmul, BroadcastBatch) {
   EXPECT_TRUE(gradcheck(mm, {uniform64({2, 1, 3, 4}, 21), uniform64({3, 4, 2}, 22)}));
   EXPECT_TRUE(gradcheck(mm, {uniform64({1, 2, 3}, 23), uniform64({2, 3, 2}, 24)}));
   EXPECT_TRUE(gradcheck(mm, {expanded64({2, 3, 4}, 0, 25), uniform64({2, 4, 5}, 26)}));  // batch stride 0
+  EXPECT_TRUE(gradcheck(mm, {transposed64({2, 3, 4}, 27), uniform64({4, 5}, 28)}));  // strided a, 2-D b
+  EXPECT_TRUE(gradcheck(mm, {uniform64({2, 1, 3, 4}, 29), uniform64({1, 3, 4, 2}, 30)}));  // both ways
 }
 
 TEST(GradcheckMatmul, VectorOperands) {
@@ -75,8 +77,8 @@ std::string str(const ReduceCase& c) {
 
 const std::vector<ReduceCase>& reduce_cases() {
   static const std::vector<ReduceCase> cases = {
-      {{}, false}, {{}, true},         {{0}, false},     {{1}, true},       {{-1}, false},
-      {{2}, true}, {{0, 2}, false},    {{0, 2}, true},   {{-1, 0}, false},  {{0, 1, 2}, true},
+      {{}, false}, {{}, true},      {{0}, false},   {{1}, true},      {{-1}, false},
+      {{2}, true}, {{0, 2}, false}, {{0, 2}, true}, {{-1, 0}, false}, {{0, 1, 2}, true},
   };
   return cases;
 }

@@ -1,9 +1,9 @@
 // Finite-difference gradient checks of the network ops: softmax, log_softmax, layer_norm,
 // embedding, dropout and cross_entropy, plus an attention block composed from them.
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/ops/ops.h"
 #include "core/util/error.h"
@@ -158,9 +158,9 @@ TEST(GradcheckComposite, MlpWithLayerNormAndLoss) {
     const Tensor h = gelu(linear(layer_norm(v[0], v[1], v[2]), v[3], v[4]));
     return cross_entropy(linear(h, v[5]), v[6], -100, 0.1);
   };
-  EXPECT_TRUE(gradcheck(mlp, {uniform64({4, 3}, 70, -2, 2), uniform64({3}, 71, 0.5, 1.5), uniform64({3}, 72),
-                              uniform64({5, 3}, 73), uniform64({5}, 74), uniform64({4, 5}, 75),
-                              int_tensor({0, 3, -100, 2}, {4})}));
+  EXPECT_TRUE(gradcheck(
+      mlp, {uniform64({4, 3}, 70, -2, 2), uniform64({3}, 71, 0.5, 1.5), uniform64({3}, 72), uniform64({5, 3}, 73),
+            uniform64({5}, 74), uniform64({4, 5}, 75), int_tensor({0, 3, -100, 2}, {4})}));
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
 // Finite-difference gradient checks of the shape ops: views (reshape, transpose, permute, narrow,
 // expand, unsqueeze, squeeze, contiguous), cat/stack/split and index_select/gather.
-#include <vector>
-
 #include <gtest/gtest.h>
+
+#include <vector>
 
 #include "core/ops/ops.h"
 #include "tests/common/gradcheck.h"
@@ -48,8 +48,11 @@ TEST(GradcheckView, Expand) {
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return expand(v[0], {4, 3}); }, {uniform64({3}, 7)}));
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return expand(v[0], {2, 3}); }, {uniform64({}, 8)}));
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return expand(v[0], {2, 4, 3}); }, {transposed64({1, 3}, 9)}));
-  EXPECT_TRUE(gradcheck([](const Inputs& v) { return mul(expand(v[0], {3, 4}), v[1]); },
-                        {uniform64({1, 4}, 10), uniform64({3, 4}, 11)}));
+  EXPECT_TRUE(gradcheck(
+      [](const Inputs& v) {
+        return mul(expand(v[0], {3, 4}), v[1]);
+      },
+      {uniform64({1, 4}, 10), uniform64({3, 4}, 11)}));
 }
 
 TEST(GradcheckView, UnsqueezeSqueeze) {
@@ -131,8 +134,8 @@ TEST(GradcheckIndexing, StridedIndexAndMaskTensors) {
   const Tensor idx = int_tensor({0, 1, 2, 3, 3, 0}, {2, 3}).as_strided({3, 2}, {1, 3}, 0);  // transposed
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return gather(v[0], 1, v[1]); }, {uniform64({3, 4}, 64), idx}));
   const Tensor every_other = int_tensor({0, 9, 2, 9, 3, 9}, {6}).as_strided({3}, {2}, 0);
-  EXPECT_TRUE(gradcheck([](const Inputs& v) { return index_select(v[0], 0, v[1]); },
-                        {uniform64({4, 3}, 65), every_other}));
+  EXPECT_TRUE(
+      gradcheck([](const Inputs& v) { return index_select(v[0], 0, v[1]); }, {uniform64({4, 3}, 65), every_other}));
   const Tensor mask = bool_tensor({1, 0, 0, 1, 1, 0}, {2, 3}).as_strided({3, 2}, {1, 3}, 0);
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return masked_fill(v[0], v[1], 2.0); }, {uniform64({3, 2}, 66), mask}));
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return where(v[1], v[0], v[2]); },
@@ -140,10 +143,15 @@ TEST(GradcheckIndexing, StridedIndexAndMaskTensors) {
 }
 
 TEST(GradcheckEmpty, ZeroSizedTensors) {
-  EXPECT_TRUE(gradcheck([](const Inputs& v) { return cat({v[0], v[1]}, 0); }, {uniform64({2, 3}, 70), uniform64({0, 3}, 71)}));
+  EXPECT_TRUE(gradcheck(
+      [](const Inputs& v) {
+        return cat({v[0], v[1]}, 0);
+      },
+      {uniform64({2, 3}, 70), uniform64({0, 3}, 71)}));
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return narrow(v[0], 0, 1, 0); }, {uniform64({2, 3}, 72)}));
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return sum(v[0], {0}); }, {uniform64({0, 3}, 73)}));
-  EXPECT_TRUE(gradcheck([](const Inputs& v) { return matmul(v[0], v[1]); }, {uniform64({2, 0}, 74), uniform64({0, 3}, 75)}));
+  EXPECT_TRUE(
+      gradcheck([](const Inputs& v) { return matmul(v[0], v[1]); }, {uniform64({2, 0}, 74), uniform64({0, 3}, 75)}));
 }
 
 }  // namespace
