@@ -96,7 +96,7 @@ def main():
     head = {"impl": "torch", "torch": torch.__version__, "threads": a.threads, "B": B, "T": T, "C": C, "H": H,
             "V": V, "gemm_gflop": round(block_gflop(B, T, C, H, V), 3),
             "nongemm_gbytes": round(block_nongemm_gbytes(B, T, C, H, V), 3),
-            "peak_gflops": round(peak_gflops(a.threads))}
+            "nominal_peak_gflops": round(peak_gflops(a.threads))}
 
     if a.breakdown:
         stages = [

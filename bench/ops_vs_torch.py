@@ -76,7 +76,7 @@ def main():
     sizes = " ".join(f"{k}={getattr(a, k)}" for k in SIZE_KEYS)
     print(f"# ops block fwd+bwd, {sizes} (N=B*T={a.B * a.T}), threads={a.threads}, {a.runs} runs x {a.reps} reps "
           f"each, interleaved; torch {th_runs[0].get('torch', '?')}")
-    print(f"# GEMM work {gflop:.2f} GFLOP (fwd+bwd), non-GEMM traffic >= {gbytes:.3f} GB; rough FP32 peak "
+    print(f"# GEMM work {gflop:.2f} GFLOP (fwd+bwd), non-GEMM traffic >= {gbytes:.3f} GB; measured FMA peak "
           f"{peak:.0f} GFLOP/s -> GEMM floor {gflop / peak * 1e3:.1f} ms")
     print(f"# load before {load_before}, after {load()}")
     print(f"#   parallax run medians (ms): {[r['median_ms'] for r in px_runs]}")

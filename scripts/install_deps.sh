@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config
-  libopenblas-dev
+  libopenblas-openmp-dev
   libopenmpi-dev openmpi-bin
   libhdf5-dev
   protobuf-compiler libprotobuf-dev

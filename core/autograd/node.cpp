@@ -77,9 +77,17 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_output) {
   Tensor leaf(leaf_);
   Backend& be = backend_for(leaf.device());
   if (!leaf_->grad) {
-    Tensor g = Tensor::empty(leaf.shape(), leaf.dtype(), leaf.device());
-    be.copy(grad_output, g);
-    leaf.set_grad(g);
+    // Like torch, take over a gradient nobody else holds (the engine's buffer is the only
+    // reference to its impl and storage) instead of copying it.
+    const bool sole_owner = grad_output.impl_ptr().use_count() == 1 && grad_output.storage().use_count() == 1;
+    if (sole_owner && grad_output.is_contiguous() && grad_output.dtype() == leaf.dtype() &&
+        grad_output.device() == leaf.device()) {
+      leaf.set_grad(grad_output.detach());
+    } else {
+      Tensor g = Tensor::empty(leaf.shape(), leaf.dtype(), leaf.device());
+      be.copy(grad_output, g);
+      leaf.set_grad(g);
+    }
   } else {
     Tensor g = leaf.grad();
     be.binary(BinaryOp::add, g, grad_output, g);

@@ -295,6 +295,27 @@ TEST(CpuBackend, ExpF32IsAccurateAcrossTheRangeAndKeepsSpecials) {
   }
 }
 
+// f32 GELU uses a polynomial erf (1.5e-7 in exact arithmetic, ~4e-7 after f32 rounding);
+// check it against the exact form in f64.
+TEST(CpuBackend, GeluF32MatchesExactErfForm) {
+  const int64_t n = 200001;
+  Tensor x = Tensor::empty({n}, DType::f32), y = Tensor::empty({n}, DType::f32);
+  Tensor gy = Tensor::empty({n}, DType::f32), gx = Tensor::empty({n}, DType::f32);
+  for (int64_t i = 0; i < n; ++i) {
+    x.data<float>()[i] = static_cast<float>(-10.0 + 20.0 * i / (n - 1));
+    gy.data<float>()[i] = 1.0f;
+  }
+  be().unary(UnaryOp::gelu, x, y, 0);
+  be().unary_backward(UnaryOp::gelu, x, y, gy, gx, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x.data<float>()[i];
+    const double cdf = 0.5 * (1.0 + std::erf(v / std::sqrt(2.0)));
+    const double want = v * cdf, want_grad = cdf + v * std::exp(-0.5 * v * v) / std::sqrt(2.0 * M_PI);
+    ASSERT_LE(std::abs(y.data<float>()[i] - want), 2.5e-7 * std::abs(v) + 1e-7 * std::abs(want)) << "x = " << v;
+    ASSERT_LE(std::abs(gx.data<float>()[i] - want_grad), 3e-7 * (1.0 + std::abs(v))) << "x = " << v;
+  }
+}
+
 TEST(CpuBackend, UnaryBackwardMatchesFiniteDifferences) {
   std::mt19937 rng(6);
   for (UnaryOp op : kUnaryOps)

@@ -74,12 +74,12 @@ void copy_tiled(const cpu_kernels::StridedLoop<2>& loop) {
 
 template <typename T>
 inline T gelu_exact(T x) {
-  return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));
+  return T(0.5) * x * (T(1) + cpu_kernels::verf(x * T(0.70710678118654752440)));
 }
 // d/dx [x Phi(x)] = Phi(x) + x phi(x)
 template <typename T>
 inline T gelu_grad(T x) {
-  const T cdf = T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440)));
+  const T cdf = T(0.5) * (T(1) + cpu_kernels::verf(x * T(0.70710678118654752440)));
   const T pdf = cpu_kernels::vexp(T(-0.5) * x * x) * T(0.39894228040143267794);
   return cdf + x * pdf;
 }
