@@ -36,7 +36,7 @@ def run_json(cmd, env):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build-dir", default=os.environ.get("PARALLAX_BUILD_DIR", "/work/main/build"))
+    ap.add_argument("--build-dir", default=os.environ.get("PARALLAX_BUILD_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")))
     ap.add_argument("--python", default="/usr/bin/python3", help="interpreter with torch for the peer")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("PARALLAX_NUM_THREADS", "2")))
     ap.add_argument("--runs", type=int, default=5, help="processes per side (interleaved)")

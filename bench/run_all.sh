@@ -3,10 +3,10 @@
 # SUMMARY lines. Usage: bench/run_all.sh [BUILD_DIR] [--quick]; THREADS (default 2) sets every thread pool.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-build="${1:-/work/main/build}"
+build="${1:-$here/../build}"
 quick=""
 [[ "${2:-}" == "--quick" || "${1:-}" == "--quick" ]] && quick="--quick"
-[[ "$build" == "--quick" ]] && build=/work/main/build
+[[ "$build" == "--quick" ]] && build="$here/../build"
 threads="${THREADS:-2}"
 export PARALLAX_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads"
 
