@@ -181,6 +181,30 @@ __device__ __forceinline__ T block_max(T v, T* scratch) {
   return v;
 }
 
+// Row kernels give each row to a group: a warp (Block = false, several rows per block) or the
+// whole block (Block = true). The group's lane and width, its first row and the stride over rows:
+template <bool Block>
+struct RowGroup {
+  int lane, width;
+  int64_t first, step;
+  __device__ __forceinline__ RowGroup()
+      : lane(Block ? threadIdx.x : (threadIdx.x & 31)),
+        width(Block ? blockDim.x : 32),
+        first(Block ? blockIdx.x : blockIdx.x * static_cast<int64_t>(blockDim.x >> 5) + (threadIdx.x >> 5)),
+        step(Block ? gridDim.x : static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5)) {}
+};
+// Sum / max over a row group; every lane gets the result.
+template <bool Block, typename A>
+__device__ __forceinline__ A group_sum(A v, A* scratch) {
+  if constexpr (Block) return block_sum(v, scratch);
+  else return warp_sum(v);
+}
+template <bool Block, typename A>
+__device__ __forceinline__ A group_max(A v, A* scratch) {
+  if constexpr (Block) return block_max(v, scratch);
+  else return warp_max(v);
+}
+
 template <typename T> __device__ __forceinline__ T neg_inf();
 template <> __device__ __forceinline__ float neg_inf<float>() { return -INFINITY; }
 template <> __device__ __forceinline__ double neg_inf<double>() { return -static_cast<double>(INFINITY); }

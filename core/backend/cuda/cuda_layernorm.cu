@@ -10,12 +10,6 @@ namespace {
 
 // ================================ kernels ================================
 
-template <bool Block, typename A>
-__device__ __forceinline__ A row_sum(A v, A* scratch) {
-  if constexpr (Block) return block_sum(v, scratch);
-  else return warp_sum(v);
-}
-
 template <typename A> __device__ __forceinline__ A inv_sqrt(A v);
 template <> __device__ __forceinline__ float inv_sqrt<float>(float v) { return 1.0f / sqrtf(v); }
 template <> __device__ __forceinline__ double inv_sqrt<double>(double v) { return 1.0 / sqrt(v); }
@@ -27,20 +21,20 @@ __global__ void layernorm_kernel(const T* x, const T* w, const T* b, Acc<T> eps,
                                  DType stat_t, int64_t rows, int64_t cols) {
   using A = Acc<T>;
   __shared__ A scratch[32];
-  const int lane = Block ? threadIdx.x : (threadIdx.x & 31), width = Block ? blockDim.x : 32;
-  const int64_t first = Block ? blockIdx.x : blockIdx.x * static_cast<int64_t>(blockDim.x >> 5) + (threadIdx.x >> 5);
-  const int64_t step = Block ? gridDim.x : static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
+  const RowGroup<Block> group;
+  const int lane = group.lane, width = group.width;
+  const int64_t first = group.first, step = group.step;
   for (int64_t r = first; r < rows; r += step) {
     const T* xr = x + r * cols;
     A s = 0;
     for (int64_t c = lane; c < cols; c += width) s += ld(xr + c);
-    const A mu = row_sum<Block>(s, scratch) / static_cast<A>(cols);
+    const A mu = group_sum<Block>(s, scratch) / static_cast<A>(cols);
     A v = 0;
     for (int64_t c = lane; c < cols; c += width) {
       const A d = ld(xr + c) - mu;
       v += d * d;
     }
-    const A rs = inv_sqrt<A>(row_sum<Block>(v, scratch) / static_cast<A>(cols) + eps);
+    const A rs = inv_sqrt<A>(group_sum<Block>(v, scratch) / static_cast<A>(cols) + eps);
     for (int64_t c = lane; c < cols; c += width) {
       A o = (ld(xr + c) - mu) * rs;
       if (w != nullptr) o *= ld(w + c);
@@ -58,9 +52,9 @@ __global__ void layernorm_backward_gx_kernel(const T* x, const T* w, const void*
                                              const T* gy, T* gx, int64_t rows, int64_t cols) {
   using A = Acc<T>;
   __shared__ A scratch[32];
-  const int lane = Block ? threadIdx.x : (threadIdx.x & 31), width = Block ? blockDim.x : 32;
-  const int64_t first = Block ? blockIdx.x : blockIdx.x * static_cast<int64_t>(blockDim.x >> 5) + (threadIdx.x >> 5);
-  const int64_t step = Block ? gridDim.x : static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
+  const RowGroup<Block> group;
+  const int lane = group.lane, width = group.width;
+  const int64_t first = group.first, step = group.step;
   for (int64_t r = first; r < rows; r += step) {
     const A mu = static_cast<A>(load_dyn(mean, stat_t, r)), rs = static_cast<A>(load_dyn(rstd, stat_t, r));
     const int64_t base = r * cols;
@@ -70,8 +64,8 @@ __global__ void layernorm_backward_gx_kernel(const T* x, const T* w, const void*
       sg += g;
       sgx += g * (ld(x + base + c) - mu) * rs;
     }
-    const A mg = row_sum<Block>(sg, scratch) / static_cast<A>(cols);
-    const A mgx = row_sum<Block>(sgx, scratch) / static_cast<A>(cols);
+    const A mg = group_sum<Block>(sg, scratch) / static_cast<A>(cols);
+    const A mgx = group_sum<Block>(sgx, scratch) / static_cast<A>(cols);
     for (int64_t c = lane; c < cols; c += width) {
       const A g = w != nullptr ? ld(gy + base + c) * ld(w + c) : ld(gy + base + c);
       const A xhat = (ld(x + base + c) - mu) * rs;

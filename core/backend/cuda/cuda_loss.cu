@@ -18,26 +18,15 @@ __device__ __forceinline__ void put(const PerRow& v, int64_t r, double x) {
   if (v.p != nullptr) store_dyn(v.p, v.t, r * v.stride, x);
 }
 
-template <bool Block, typename A>
-__device__ __forceinline__ A ce_sum(A v, A* scratch) {
-  if constexpr (Block) return block_sum(v, scratch);
-  else return warp_sum(v);
-}
-template <bool Block, typename A>
-__device__ __forceinline__ A ce_max(A v, A* scratch) {
-  if constexpr (Block) return block_max(v, scratch);
-  else return warp_max(v);
-}
-
 // lse_n = log sum_c exp x_nc; loss_n = lse_n - (1 - eps) x_{n,t} - eps/C sum_c x_nc (0 where t == ignore).
 template <typename T, bool Block>
 __global__ void cross_entropy_kernel(const T* logits, const int64_t* target, int64_t ts, int64_t ignore, Acc<T> eps,
                                      PerRow loss, PerRow lse, int64_t rows, int64_t cols) {
   using A = Acc<T>;
   __shared__ A scratch[32];
-  const int lane = Block ? threadIdx.x : (threadIdx.x & 31), width = Block ? blockDim.x : 32;
-  const int64_t first = Block ? blockIdx.x : blockIdx.x * static_cast<int64_t>(blockDim.x >> 5) + (threadIdx.x >> 5);
-  const int64_t step = Block ? gridDim.x : static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
+  const RowGroup<Block> group;
+  const int lane = group.lane, width = group.width;
+  const int64_t first = group.first, step = group.step;
   for (int64_t r = first; r < rows; r += step) {
     const T* xr = logits + r * cols;
     A m = neg_inf<A>(), sx = 0;
@@ -46,11 +35,11 @@ __global__ void cross_entropy_kernel(const T* logits, const int64_t* target, int
       m = max(m, v);
       sx += v;
     }
-    m = ce_max<Block>(m, scratch);
-    sx = ce_sum<Block>(sx, scratch);
+    m = group_max<Block>(m, scratch);
+    sx = group_sum<Block>(sx, scratch);
     A s = 0;
     for (int64_t c = lane; c < cols; c += width) s += dexp(ld(xr + c) - m);
-    s = ce_sum<Block>(s, scratch);
+    s = group_sum<Block>(s, scratch);
     if (lane == 0) {
       const A l = m + dlog(s);
       const int64_t t = target[r * ts];
@@ -67,9 +56,9 @@ __global__ void cross_entropy_backward_kernel(const T* logits, const int64_t* ta
                                               PerRow gloss, int64_t ignore, Acc<T> eps, T* glogits, int64_t rows,
                                               int64_t cols) {
   using A = Acc<T>;
-  const int lane = Block ? threadIdx.x : (threadIdx.x & 31), width = Block ? blockDim.x : 32;
-  const int64_t first = Block ? blockIdx.x : blockIdx.x * static_cast<int64_t>(blockDim.x >> 5) + (threadIdx.x >> 5);
-  const int64_t step = Block ? gridDim.x : static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
+  const RowGroup<Block> group;
+  const int lane = group.lane, width = group.width;
+  const int64_t first = group.first, step = group.step;
   const A smooth = eps / static_cast<A>(cols);
   for (int64_t r = first; r < rows; r += step) {
     const int64_t t = target[r * ts];

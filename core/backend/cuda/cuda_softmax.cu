@@ -7,36 +7,12 @@ namespace {
 
 // ================================ kernels ================================
 
-// A row group is a warp (Block = false, several rows per block) or the whole block (Block = true).
-template <bool Block, typename A>
-__device__ __forceinline__ A group_sum(A v, A* scratch) {
-  if constexpr (Block) return block_sum(v, scratch);
-  else return warp_sum(v);
-}
-template <bool Block, typename A>
-__device__ __forceinline__ A group_max(A v, A* scratch) {
-  if constexpr (Block) return block_max(v, scratch);
-  else return warp_max(v);
-}
-
-struct RowGroup {
-  int64_t first, step;  // rows this group visits: first, first + step, ...
-  int lane, width;      // this thread's index within the group and the group's size
-};
-template <bool Block>
-__device__ __forceinline__ RowGroup row_group() {
-  if constexpr (Block) return {blockIdx.x, gridDim.x, static_cast<int>(threadIdx.x), static_cast<int>(blockDim.x)};
-  const int warps = blockDim.x >> 5;
-  return {static_cast<int64_t>(blockIdx.x) * warps + (threadIdx.x >> 5), static_cast<int64_t>(gridDim.x) * warps,
-          static_cast<int>(threadIdx.x & 31), 32};
-}
-
 // y_rc = exp(x_rc - m_r) / s_r (or x_rc - m_r - log s_r), m_r = max_c x_rc, s_r = sum_c exp(x_rc - m_r).
 template <typename T, bool Block>
 __global__ void softmax_kernel(const T* x, T* y, int64_t rows, int64_t cols, bool log) {
   using A = Acc<T>;
   __shared__ A scratch[32];
-  const RowGroup g = row_group<Block>();
+  const RowGroup<Block> g;
   for (int64_t r = g.first; r < rows; r += g.step) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
@@ -61,7 +37,7 @@ template <typename T, bool Block>
 __global__ void softmax_backward_kernel(const T* y, const T* gy, T* gx, int64_t rows, int64_t cols, bool log) {
   using A = Acc<T>;
   __shared__ A scratch[32];
-  const RowGroup g = row_group<Block>();
+  const RowGroup<Block> g;
   for (int64_t r = g.first; r < rows; r += g.step) {
     const T* yr = y + r * cols;
     const T* gyr = gy + r * cols;
