@@ -17,9 +17,10 @@ struct PhiloxOut {
   uint32_t v[4];
 };
 
-// Ten rounds of Philox4x32 on counter (ctr, 0, 0) with key seed.
-PX_HOST_DEVICE PhiloxOut philox4x32(uint64_t seed, uint64_t ctr) {
-  uint32_t c0 = static_cast<uint32_t>(ctr), c1 = static_cast<uint32_t>(ctr >> 32), c2 = 0, c3 = 0;
+// Ten rounds of Philox4x32 on counter (ctr, domain, 0) with key seed. Domains keep draws that
+// index counters differently (uniform/normal per counter, dropout per block of four) apart.
+PX_HOST_DEVICE PhiloxOut philox4x32(uint64_t seed, uint64_t ctr, uint32_t domain = 0) {
+  uint32_t c0 = static_cast<uint32_t>(ctr), c1 = static_cast<uint32_t>(ctr >> 32), c2 = domain, c3 = 0;
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
   for (int r = 0; r < 10; ++r) {
     const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c0;
@@ -43,9 +44,15 @@ PX_HOST_DEVICE double philox_uniform(uint64_t seed, uint64_t ctr) {
   return static_cast<double>(bits & ((1ull << 53) - 1)) * (1.0 / 9007199254740992.0);
 }
 
-// Uniform in [0, 1) with 24 random bits (dropout masks; cheap on every device).
+// Dropout draws: counter ctr uses word ctr % 4 of block ctr / 4 (domain 1), so four consecutive
+// counters share one Philox call. Uniform in [0, 1) with 24 random bits.
+constexpr uint32_t kPhiloxDropoutDomain = 1;
+PX_HOST_DEVICE float philox_word_f32(const PhiloxOut& block, uint64_t ctr) {
+  const uint32_t w = (ctr & 2) ? ((ctr & 1) ? block.v[3] : block.v[2]) : ((ctr & 1) ? block.v[1] : block.v[0]);
+  return static_cast<float>(w >> 8) * (1.0f / 16777216.0f);
+}
 PX_HOST_DEVICE float philox_uniform_f32(uint64_t seed, uint64_t ctr) {
-  return static_cast<float>(philox4x32(seed, ctr).v[0] >> 8) * (1.0f / 16777216.0f);
+  return philox_word_f32(philox4x32(seed, ctr >> 2, kPhiloxDropoutDomain), ctr);
 }
 
 // Standard normal by Box-Muller on words v0, v1: u1 = (v0 + 1) 2^-32 in (0, 1], u2 = v1 2^-32,

@@ -31,20 +31,20 @@ void layernorm_typed(const Tensor& x, const Tensor& w, const Tensor& b, double e
     for (int64_t row = lo; row < hi; ++row) {
       const T* xr = xs + row * c;
       T* yr = ys + row * c;
-      double s = 0;
+      // row statistics in T (f32 accumulation for f32, split over SIMD lanes), two passes
+      T s = 0;
 #pragma omp simd reduction(+ : s)
       for (int64_t i = 0; i < c; ++i) s += xr[i];
-      const double mu = c > 0 ? s / static_cast<double>(c) : 0.0;
-      double v = 0;
+      const T mt = c > 0 ? s / static_cast<T>(c) : T(0);
+      T v = 0;
 #pragma omp simd reduction(+ : v)
       for (int64_t i = 0; i < c; ++i) {
-        const double d = xr[i] - mu;
+        const T d = xr[i] - mt;
         v += d * d;
       }
-      const double rs = 1.0 / std::sqrt((c > 0 ? v / static_cast<double>(c) : 0.0) + eps);
-      if (mean.defined()) store_f(mean, row, mu);
-      if (rstd.defined()) store_f(rstd, row, rs);
-      const T mt = static_cast<T>(mu), rt = static_cast<T>(rs);
+      const T rt = T(1) / std::sqrt((c > 0 ? v / static_cast<T>(c) : T(0)) + static_cast<T>(eps));
+      if (mean.defined()) store_f(mean, row, mt);
+      if (rstd.defined()) store_f(rstd, row, rt);
       if (ws && bs) {
 #pragma omp simd
         for (int64_t i = 0; i < c; ++i) yr[i] = (xr[i] - mt) * rt * ws[i] + bs[i];
@@ -95,15 +95,15 @@ void layernorm_backward_typed(const Tensor& x, const Tensor& w, const Tensor& me
           }
         }
         if (!gxs) continue;
-        double sg = 0, sgx = 0;
+        T sg = 0, sgx = 0;
 #pragma omp simd reduction(+ : sg, sgx)
         for (int64_t i = 0; i < c; ++i) {
           const T gi = ws ? gr[i] * ws[i] : gr[i];
           g[i] = gi;
           sg += gi;
-          sgx += static_cast<double>(gi) * ((xr[i] - mu) * rs);
+          sgx += gi * ((xr[i] - mu) * rs);
         }
-        const T mg = static_cast<T>(sg / static_cast<double>(c)), mgx = static_cast<T>(sgx / static_cast<double>(c));
+        const T mg = sg / static_cast<T>(c), mgx = sgx / static_cast<T>(c);
         T* out = gxs + row * c;
 #pragma omp simd
         for (int64_t i = 0; i < c; ++i) out[i] = rs * (g[i] - mg - (xr[i] - mu) * rs * mgx);
