@@ -204,21 +204,6 @@ void dispatch_width(DType t, F&& f) {
   }
 }
 
-// Calls f(T{}) for every dtype the arithmetic kernels support.
-template <typename F>
-void dispatch_all(DType t, F&& f) {
-  switch (t) {
-    case DType::f32: f(float{}); return;
-    case DType::f64: f(double{}); return;
-    case DType::bf16: f(bf16{}); return;
-    case DType::f16: f(f16{}); return;
-    case DType::i32: f(int32_t{}); return;
-    case DType::i64: f(int64_t{}); return;
-    case DType::u8: f(uint8_t{}); return;
-    case DType::boolean: f(bool{}); return;
-  }
-}
-
 }  // namespace
 
 bool kernels_loadable(std::string* why) {
@@ -386,7 +371,7 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out, Im
   if (n == 0) return;
   const auto m = coalesce(out.shape(), {a.strides(), b.strides()}, impl == Impl::fast);
   const bool flat = impl == Impl::fast && is_flat(m[0]) && is_flat(m[1]);
-  dispatch_all(a.dtype(), [&](auto t) {
+  dispatch_dtype(a.dtype(), [&](auto t) {
     using T = decltype(t);
     const T* pa = static_cast<const T*>(a.raw_data());
     const T* pb = static_cast<const T*>(b.raw_data());
