@@ -15,6 +15,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from block_args import add_block_args
+
 
 def block_gflop(B, T, C, H, V):
     N = B * T
@@ -45,15 +47,7 @@ def peak_gflops(threads):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("PARALLAX_NUM_THREADS", "2")))
-    ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--B", type=int, default=8)
-    ap.add_argument("--T", type=int, default=128)
-    ap.add_argument("--C", type=int, default=256)
-    ap.add_argument("--H", type=int, default=4)
-    ap.add_argument("--V", type=int, default=4096)
-    ap.add_argument("--breakdown", action="store_true")
+    add_block_args(ap)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(42)

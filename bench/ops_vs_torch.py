@@ -15,6 +15,8 @@ import statistics
 import subprocess
 import sys
 
+from block_args import add_block_args
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIZE_KEYS = ("B", "T", "C", "H", "V")
 
@@ -38,16 +40,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", default=os.environ.get("PARALLAX_BUILD_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")))
     ap.add_argument("--python", default="/usr/bin/python3", help="interpreter with torch for the peer")
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("PARALLAX_NUM_THREADS", "2")))
     ap.add_argument("--runs", type=int, default=5, help="processes per side (interleaved)")
-    ap.add_argument("--reps", type=int, default=10, help="timed iterations per process")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--B", type=int, default=8)
-    ap.add_argument("--T", type=int, default=128)
-    ap.add_argument("--C", type=int, default=256)
-    ap.add_argument("--H", type=int, default=4)
-    ap.add_argument("--V", type=int, default=4096)
-    ap.add_argument("--breakdown", action="store_true", help="also time every stage alone in both")
+    add_block_args(ap)
     a = ap.parse_args()
 
     bench_ops = os.path.join(a.build_dir, "bench", "bench_ops")
