@@ -12,18 +12,10 @@
 #include "core/optim/sgd.h"
 #include "core/util/error.h"
 
+#include <CLI/CLI.hpp>
+
 namespace px {
 namespace {
-
-int64_t parse_int(const std::string& flag, const std::string& value) {
-  try {
-    size_t used = 0;
-    const long long v = std::stoll(value, &used);
-    if (used == value.size()) return v;
-  } catch (const std::exception&) {
-  }
-  throw UsageError(flag + " expects an integer, got '" + value + "'");
-}
 
 // Three interleaved spiral arms in 2-D, one class per arm, with a little noise.
 void make_spirals(int64_t per_class, Generator& gen, Tensor* x /* (N, 2) */, Tensor* y /* (N) */) {
@@ -46,21 +38,6 @@ void make_spirals(int64_t per_class, Generator& gen, Tensor* x /* (N, 2) */, Ten
 
 }  // namespace
 
-DemoOptions parse_demo_options(const std::vector<std::string>& args) {
-  DemoOptions o;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& flag = args[i];
-    if (flag != "--steps" && flag != "--seed" && flag != "--threads") throw UsageError("demo: unknown option " + flag);
-    if (i + 1 >= args.size()) throw UsageError(flag + " needs a value");
-    const int64_t v = parse_int(flag, args[++i]);
-    if (v < (flag == "--seed" ? 0 : 1)) throw UsageError(flag + " must be positive, got " + std::to_string(v));
-    if (flag == "--steps") o.steps = v;
-    if (flag == "--seed") o.seed = static_cast<uint64_t>(v);
-    if (flag == "--threads") o.threads = static_cast<int>(v);
-  }
-  return o;
-}
-
 // An MLP 2 -> hidden -> hidden -> 3 with ReLU.
 class SpiralMlp : public nn::Module {
  public:
@@ -75,6 +52,15 @@ class SpiralMlp : public nn::Module {
  private:
   std::shared_ptr<nn::Linear> fc1_, fc2_, fc3_;
 };
+
+void add_demo_command(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<DemoOptions>();
+  CLI::App* cmd = app.add_subcommand("demo", "train a small MLP on synthetic spirals on the CPU and print the falling loss");
+  cmd->add_option("--steps", options->steps, "training steps")->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", options->seed, "random seed");
+  cmd->add_option("--threads", options->threads, "CPU threads (default: cores / local ranks)")->check(CLI::PositiveNumber);
+  cmd->callback([options, &exit_code] { exit_code = run_demo(*options); });
+}
 
 int run_demo(const DemoOptions& options) {
   set_num_threads(options.threads > 0 ? options.threads : default_num_threads());

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
-#include <vector>
+
+namespace CLI {
+class App;
+}
 
 namespace px {
 
@@ -14,8 +16,8 @@ struct DemoOptions {
   int threads = 0;  // 0: default_num_threads()
 };
 
-// Throws UsageError naming the bad flag or value.
-DemoOptions parse_demo_options(const std::vector<std::string>& args);
+// Registers `parallax demo` on the CLI; its callback runs the demo and stores the exit code.
+void add_demo_command(CLI::App& app, int& exit_code);
 // Returns the process exit code (0 when the final loss is below the first).
 int run_demo(const DemoOptions& options);
 
