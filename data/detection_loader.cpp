@@ -8,7 +8,6 @@
 
 #include "core/util/error.h"
 #include "data/detection_transforms.h"
-#include "data/hdf5_file.h"
 #include "data/prefetcher.h"
 #include "data/sharded_dataset.h"
 
@@ -32,21 +31,6 @@ const DetectionLoaderOptions& validated(const DetectionLoaderOptions& o) {
 
 // Stored boxes per example of the split, from each shard's box_offsets (N+1), so global_num_boxes
 // needs no other rank's images. DetectionDataset exposes no box counts, hence the second handle.
-std::vector<int64_t> stored_box_counts(const std::vector<std::string>& shards, int64_t total) {
-  std::vector<int64_t> counts;
-  for (const std::string& path : shards) {
-    const H5File file = H5File::open_read(path);
-    const int64_t n = file.check_dataset("image_ids", DType::i64, {});
-    const std::vector<int64_t> offsets = file.read_offsets("box_offsets", n + 1, "labels");
-    for (size_t i = 1; i < offsets.size(); ++i) counts.push_back(offsets[i] - offsets[i - 1]);
-  }
-  if (static_cast<int64_t>(counts.size()) != total) {
-    throw DataError("detection shards: box_offsets describe " + std::to_string(counts.size()) + " examples, " +
-                    "the shards hold " + std::to_string(total));
-  }
-  return counts;
-}
-
 Tensor boxes_tensor(const std::vector<float>& boxes) {
   const auto m = static_cast<int64_t>(boxes.size() / 4);
   Tensor out = Tensor::empty({m, 4}, DType::f32);  // (M, 4)
@@ -68,7 +52,6 @@ struct DetectionLoader::Impl {
         dataset(o.shards),
         num_examples(dataset.size()),
         category_names(dataset.category_names()),
-        box_counts(stored_box_counts(o.shards, num_examples)),
         seed(start.seed),
         sampler(std::vector<int64_t>(static_cast<size_t>(num_examples), 0),
                 SamplerOptions{.batch_size = o.batch_size, .shuffle = o.shuffle, .drop_last = o.drop_last}, start),
@@ -83,7 +66,7 @@ struct DetectionLoader::Impl {
     batch.ids = rank_slice(global.ids, options.rank, options.world);
     batch.epoch = global.epoch;
     batch.after = global.after;
-    for (int64_t id : global.ids) batch.global_num_boxes += box_counts[static_cast<size_t>(id)];
+    for (int64_t id : global.ids) batch.global_num_boxes += dataset.num_boxes(id);
 
     std::vector<DetectionSample> samples;
     for (int64_t id : batch.ids) {
@@ -113,7 +96,6 @@ struct DetectionLoader::Impl {
   DetectionDataset dataset;
   const int64_t num_examples;
   const std::vector<std::string> category_names;
-  const std::vector<int64_t> box_counts;  // (N,) boxes stored per example
   const uint64_t seed;                    // keys the augmentation draws
   GlobalBatchSampler sampler;             // used by the prefetch thread only
   DataCursor cursor;                      // consumer side: after the last batch returned

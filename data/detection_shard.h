@@ -59,6 +59,7 @@ class DetectionShardReader {
   int64_t image_id(int64_t i) const { return image_ids_[i]; }
   int32_t height(int64_t i) const { return shapes_[3 * i]; }
   int32_t width(int64_t i) const { return shapes_[3 * i + 1]; }
+  int64_t num_boxes(int64_t i) const { return box_offsets_[i + 1] - box_offsets_[i]; }
   void read(int64_t i, DetectionExample& out) const;
 
  private:

@@ -35,11 +35,21 @@ void print_histogram(std::ostream& out, const char* what, const std::vector<int6
   }
   const int64_t peak = buckets.empty() ? 1 : *std::max_element(buckets.begin(), buckets.end());
   out << "    " << what << " histogram:\n";
-  for (size_t b = 0; b < buckets.size(); ++b) {
+  size_t first = 0;
+  while (first + 1 < buckets.size() && buckets[first] == 0) ++first;
+  for (size_t b = first; b < buckets.size(); ++b) {
     const int64_t lo = b == 0 ? 0 : (int64_t{1} << b);
     out << "      [" << std::setw(5) << lo << ", " << std::setw(5) << (int64_t{2} << b) << ") " << std::setw(8)
         << buckets[b] << " " << std::string(static_cast<size_t>(40 * buckets[b] / peak), '#') << "\n";
   }
+}
+
+// value(i) for every example i of n (a statistic read from the offsets, no payload).
+template <typename F>
+std::vector<int64_t> per_example(int64_t n, F value) {
+  std::vector<int64_t> values(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) values[static_cast<size_t>(i)] = value(i);
+  return values;
 }
 
 void inspect_translation(const InspectOptions& options, const proto::DatasetIndex& index, std::ostream& out) {
@@ -54,13 +64,8 @@ void inspect_translation(const InspectOptions& options, const proto::DatasetInde
     print_stats(out, "source tokens", split.src_length());
     print_stats(out, "target tokens", split.tgt_length());
     const TranslationDataset data(shard_paths(options.dir, split));
-    std::vector<int64_t> src_len, tgt_len;
-    for (int64_t i = 0; i < data.size(); ++i) {
-      src_len.push_back(data.src_length(i));
-      tgt_len.push_back(data.tgt_length(i));
-    }
-    print_histogram(out, "source length", src_len);
-    print_histogram(out, "target length", tgt_len);
+    print_histogram(out, "source length", per_example(data.size(), [&](int64_t i) { return data.src_length(i); }));
+    print_histogram(out, "target length", per_example(data.size(), [&](int64_t i) { return data.tgt_length(i); }));
     std::vector<int32_t> src, tgt;
     for (int64_t i = 0; i < std::min<int64_t>(options.examples, data.size()); ++i) {
       data.read(i, src, tgt);
@@ -80,6 +85,8 @@ void inspect_detection(const InspectOptions& options, const proto::DatasetIndex&
         << " boxes in " << split.shards_size() << " shards\n";
     print_stats(out, "longer image side", split.image_size());
     const DetectionDataset data(shard_paths(options.dir, split));
+    print_histogram(out, "longer image side", per_example(data.size(), [&](int64_t i) { return data.longer_side(i); }));
+    print_histogram(out, "boxes per image", per_example(data.size(), [&](int64_t i) { return data.num_boxes(i); }));
     DetectionExample ex;
     for (int64_t i = 0; i < std::min<int64_t>(options.examples, data.size()); ++i) {
       data.read(i, ex);

@@ -94,6 +94,16 @@ int64_t DetectionDataset::image_id(int64_t id) const {
   return shards_[shard]->image_id(index);
 }
 
+int64_t DetectionDataset::num_boxes(int64_t id) const {
+  const auto [shard, index] = locate(id);
+  return shards_[shard]->num_boxes(index);
+}
+
+int32_t DetectionDataset::longer_side(int64_t id) const {
+  const auto [shard, index] = locate(id);
+  return std::max(shards_[shard]->height(index), shards_[shard]->width(index));
+}
+
 void DetectionDataset::read(int64_t id, DetectionExample& out) const {
   const auto [shard, index] = locate(id);
   shards_[shard]->read(index, out);

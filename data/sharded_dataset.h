@@ -36,6 +36,8 @@ class DetectionDataset {
   int64_t size() const { return starts_.back(); }
   const std::vector<std::string>& category_names() const { return shards_.front()->category_names(); }
   int64_t image_id(int64_t id) const;
+  int64_t num_boxes(int64_t id) const;          // from the offsets: no image is read
+  int32_t longer_side(int64_t id) const;        // max(height, width) as stored
   void read(int64_t id, DetectionExample& out) const;
 
  private:

@@ -14,6 +14,14 @@
 namespace px {
 namespace {
 
+// The options a subcommand was given, on one line, for the dataset index's `source` field.
+std::string command_line(const CLI::App& cmd) {
+  std::string line = "parallax data " + cmd.get_name();
+  std::string config = cmd.config_to_str(false, false);
+  for (char& c : config) c = c == '\n' ? ' ' : c;
+  return line + " " + config;
+}
+
 void add_build_translation(CLI::App& data) {
   struct Args {
     data::TranslationBuildOptions build;
@@ -48,7 +56,7 @@ void add_build_translation(CLI::App& data) {
     if (a->test_src.empty() != a->test_tgt.empty()) throw UsageError("--test-src and --test-tgt go together");
     if (!a->valid_src.empty()) b.inputs.push_back({"valid", a->valid_src, a->valid_tgt});
     if (!a->test_src.empty()) b.inputs.push_back({"test", a->test_src, a->test_tgt});
-    b.command_line = "parallax data build-translation " + cmd->config_to_str(false, false);
+    b.command_line = command_line(*cmd);
     data::build_translation(b);
     std::cout << "wrote " << b.out_dir << "/dataset.pbtxt\n";
   });
@@ -87,7 +95,7 @@ void add_build_detection(CLI::App& data) {
   cmd->callback([b, cmd] {
     if (b->split.empty() || b->split.find('/') != std::string::npos)
       throw UsageError("--split must be a plain name such as train, valid or test");
-    b->command_line = "parallax data build-detection " + cmd->config_to_str(false, false);
+    b->command_line = command_line(*cmd);
     data::build_detection(*b);
     std::cout << "wrote " << b->out_dir << "/dataset.pbtxt\n";
   });

@@ -73,6 +73,15 @@ void bench_read(const Args& a, const px::data::proto::DatasetIndex& index, const
               static_cast<long long>(n), static_cast<long long>(bytes), s, n / s, bytes / s / 1e6);
 }
 
+// Takes every batch of a loader; adds to the batch and example counts.
+template <typename Loader>
+void drain(Loader& loader, int64_t& batches, int64_t& examples) {
+  while (auto b = loader.next()) {
+    ++batches;
+    examples += static_cast<int64_t>(b->ids.size());
+  }
+}
+
 // One epoch through the full loader: batches/s and examples/s as the trainer would see them.
 void bench_loader(const Args& a, const px::data::proto::DatasetIndex& index, const std::vector<std::string>& shards) {
   int64_t batches = 0, examples = 0;
@@ -83,20 +92,14 @@ void bench_loader(const Args& a, const px::data::proto::DatasetIndex& index, con
     o.max_tokens = a.max_tokens;
     o.max_epochs = 1;
     px::data::TranslationLoader loader(o, px::data::DataCursor{a.seed});
-    while (auto b = loader.next()) {
-      ++batches;
-      examples += static_cast<int64_t>(b->ids.size());
-    }
+    drain(loader, batches, examples);
   } else {
     px::data::DetectionLoaderOptions o;
     o.shards = shards;
     o.batch_size = a.batch_size;
     o.max_epochs = 1;
     px::data::DetectionLoader loader(o, px::data::DataCursor{a.seed});
-    while (auto b = loader.next()) {
-      ++batches;
-      examples += static_cast<int64_t>(b->ids.size());
-    }
+    drain(loader, batches, examples);
   }
   const double s = seconds_since(t0);
   std::printf("{\"impl\": \"parallax\", \"mode\": \"loader\", \"batches\": %lld, \"examples\": %lld, \"seconds\": %.4f, "

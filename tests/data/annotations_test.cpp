@@ -1,9 +1,7 @@
 // data/annotations: labelme's VOC folder and COCO JSON parse to exactly the boxes, labels and sizes in
 // those files; malformed JSON and XML (bad syntax, missing fields, dangling ids, bad sizes) are DataErrors.
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -11,11 +9,13 @@
 
 #include "core/util/error.h"
 #include "data/annotations.h"
+#include "tests/common/temp_dir.h"
 
 namespace px::data {
 namespace {
 
 namespace fs = std::filesystem;
+using px::test::expect_data_error;
 
 const fs::path kLabelme = "/usr/share/doc/labelme-examples/examples";
 const fs::path kVocDir = kLabelme / "bbox_detection/data_dataset_voc";
@@ -98,33 +98,16 @@ TEST(Coco, LabelmeJsonParsesToItsBoxes) {
                 {18, 140, 478, 312, kSofa}}}});
 }
 
-class TempDirTest : public ::testing::Test {
+// A fresh directory per test and write(), which makes a file of `text` (and its parent directories) in it.
+class AnnotationFiles : public px::test::TempDirTest {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "px_annotations_XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string write(const std::string& name, const std::string& text) const {
     const fs::path p = dir_ / name;
     fs::create_directories(p.parent_path());
     std::ofstream(p) << text;
     return p.string();
   }
-
-  fs::path dir_;
 };
-
-// f() throws a DataError whose message contains every one of `parts`.
-void expect_data_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no DataError (expected one naming " << parts.front() << ")";
-  } catch (const DataError& e) {
-    for (const std::string& part : parts) EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
-}
 
 // A valid COCO document with `annotation` as its single annotation and `image` as its single image.
 std::string coco_json(const std::string& image, const std::string& annotation) {
@@ -133,7 +116,7 @@ std::string coco_json(const std::string& image, const std::string& annotation) {
 }
 const std::string kImage = R"({"id": 5, "file_name": "a.jpg", "height": 40, "width": 60})";
 
-using CocoFiles = TempDirTest;
+using CocoFiles = AnnotationFiles;
 
 TEST_F(CocoFiles, SparseCategoryIdsBecomeContiguousLabelsAndCrowdsAreSkipped) {
   const std::string path = write("ok.json", coco_json(kImage, R"({"image_id": 5, "category_id": 12, "bbox": [1, 2, 3, 4]},
@@ -197,7 +180,7 @@ std::string voc_object(const std::string& name, const std::string& box) {
 const std::string kSize = "<height>30</height><width>50</width>";
 const std::string kBox = "<xmin>1</xmin><ymin>2</ymin><xmax>10.5</xmax><ymax>20</ymax>";
 
-using VocFiles = TempDirTest;
+using VocFiles = AnnotationFiles;
 
 TEST_F(VocFiles, WithoutClassListLabelsAreTheSortedNames) {
   write("Annotations/b.xml", voc_xml(kSize, voc_object("dog", kBox) + voc_object("cat", kBox)));

@@ -15,21 +15,17 @@
 #include "data/shard_builder.h"
 #include "data/sharded_dataset.h"
 #include "data/tokenizer.h"
+#include "tests/common/temp_dir.h"
 
 namespace px::data {
 namespace {
 
 namespace fs = std::filesystem;
+using px::test::data_error_of;
+using px::test::make_temp_dir;
 
 const char* kVocDir = "/usr/share/doc/labelme-examples/examples/bbox_detection/data_dataset_voc";
 const char* kCocoDir = "/usr/share/doc/labelme-examples/examples/instance_segmentation/data_dataset_coco";
-
-fs::path temp_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("px_build_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 // Parallel lines with messy whitespace, one empty-target pair (skipped) and accents.
 void write_parallel(const fs::path& src, const fs::path& tgt, int n, int offset) {
@@ -55,17 +51,20 @@ std::vector<std::string> read_lines(const fs::path& p) {
   return lines;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const DataError& e) {
-    return e.what();
-  }
-  return "";
+// 300 parallel lines written to dir/a.en and dir/a.es, and options that build them into dir/out as a
+// "train" split of 2 shards with a 350-piece vocabulary.
+TranslationBuildOptions small_translation(const fs::path& dir) {
+  write_parallel(dir / "a.en", dir / "a.es", 300, 0);
+  TranslationBuildOptions o;
+  o.inputs = {{"train", (dir / "a.en").string(), (dir / "a.es").string()}};
+  o.out_dir = (dir / "out").string();
+  o.shards = 2;
+  o.vocab_size = 350;
+  return o;
 }
 
 TEST(BuildTranslation, ShardsDecodeToTheNormalisedInput) {
-  const fs::path dir = temp_dir("translation");
+  const fs::path dir = make_temp_dir("px_build_test_translation");
   write_parallel(dir / "train.en", dir / "train.es", 600, 0);
   write_parallel(dir / "valid.en", dir / "valid.es", 40, 1000);
   TranslationBuildOptions o;
@@ -105,13 +104,8 @@ TEST(BuildTranslation, ShardsDecodeToTheNormalisedInput) {
 }
 
 TEST(BuildTranslation, SeparateVocabulariesAndBadInputs) {
-  const fs::path dir = temp_dir("separate");
-  write_parallel(dir / "a.en", dir / "a.es", 300, 0);
-  TranslationBuildOptions o;
-  o.inputs = {{"train", (dir / "a.en").string(), (dir / "a.es").string()}};
-  o.out_dir = (dir / "out").string();
-  o.shards = 2;
-  o.vocab_size = 350;
+  const fs::path dir = make_temp_dir("px_build_test_separate");
+  TranslationBuildOptions o = small_translation(dir);
   o.joint_vocab = false;
   build_translation(o);
   const auto index = read_index(o.out_dir);
@@ -126,25 +120,20 @@ TEST(BuildTranslation, SeparateVocabulariesAndBadInputs) {
   std::ofstream(dir / "short.es") << "uno\ndos\n";
   o.inputs = {{"train", (dir / "a.en").string(), (dir / "short.es").string()}};
   o.out_dir = (dir / "out2").string();
-  const std::string msg = error_of([&] { build_translation(o); });
+  const std::string msg = data_error_of([&] { build_translation(o); });
   EXPECT_NE(msg.find("different line counts"), std::string::npos) << msg;
   EXPECT_NE(msg.find("short.es"), std::string::npos) << msg;
   fs::remove_all(dir);
 }
 
 TEST(BuildTranslation, VerifyNamesACorruptedShard) {
-  const fs::path dir = temp_dir("corrupt");
-  write_parallel(dir / "a.en", dir / "a.es", 300, 0);
-  TranslationBuildOptions o;
-  o.inputs = {{"train", (dir / "a.en").string(), (dir / "a.es").string()}};
-  o.out_dir = (dir / "out").string();
-  o.shards = 2;
-  o.vocab_size = 350;
+  const fs::path dir = make_temp_dir("px_build_test_corrupt");
+  const TranslationBuildOptions o = small_translation(dir);
   build_translation(o);
   const auto index = read_index(o.out_dir);
   const fs::path shard = fs::path(o.out_dir) / index.splits(0).shards(1).file();
   fs::resize_file(shard, fs::file_size(shard) / 2);  // truncated
-  const std::string msg = error_of([&] {
+  const std::string msg = data_error_of([&] {
     std::ostringstream out;
     verify_dataset(o.out_dir, out);
   });
@@ -192,7 +181,7 @@ void expect_set_in_shards(const AnnotatedSet& set, const std::string& out_dir, c
 
 TEST(BuildDetection, VocAndCocoRoundTrip) {
   if (!fs::exists(kVocDir)) GTEST_SKIP() << "labelme-examples is not installed";
-  const fs::path dir = temp_dir("voc");
+  const fs::path dir = make_temp_dir("px_build_test_voc");
   DetectionBuildOptions o;
   o.voc_dir = kVocDir;
   o.out_dir = (dir / "voc").string();
@@ -215,7 +204,7 @@ TEST(BuildDetection, VocAndCocoRoundTrip) {
 
 TEST(BuildDetection, MaxSizeShrinksImagesAndKeepsNormalisedBoxes) {
   if (!fs::exists(kVocDir)) GTEST_SKIP() << "labelme-examples is not installed";
-  const fs::path dir = temp_dir("maxsize");
+  const fs::path dir = make_temp_dir("px_build_test_maxsize");
   DetectionBuildOptions o;
   o.voc_dir = kVocDir;
   o.out_dir = (dir / "small").string();
@@ -237,7 +226,7 @@ TEST(BuildDetection, MaxSizeShrinksImagesAndKeepsNormalisedBoxes) {
 
 TEST(BuildDetection, FashionScenesMakeThreeSplits) {
   if (!fs::exists("/usr/share/datasets/fashion-mnist")) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
-  const fs::path dir = temp_dir("fashion");
+  const fs::path dir = make_temp_dir("px_build_test_fashion");
   DetectionBuildOptions o;
   o.fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
   o.out_dir = (dir / "scenes").string();
@@ -271,16 +260,16 @@ TEST(BuildDetection, OneSourceOnly) {
 }
 
 TEST(DatasetIndex, MalformedIndexNamesTheField) {
-  const fs::path dir = temp_dir("index");
-  EXPECT_NE(error_of([&] { read_index(dir.string()); }).find("dataset.pbtxt"), std::string::npos);
+  const fs::path dir = make_temp_dir("px_build_test_index");
+  EXPECT_NE(data_error_of([&] { read_index(dir.string()); }).find("dataset.pbtxt"), std::string::npos);
   std::ofstream(dir / "dataset.pbtxt") << "schema: \"parallax.translation\"\nsplitz { name: \"x\" }\n";
-  EXPECT_NE(error_of([&] { read_index(dir.string()); }).find("splitz"), std::string::npos);
+  EXPECT_NE(data_error_of([&] { read_index(dir.string()); }).find("splitz"), std::string::npos);
   std::ofstream(dir / "dataset.pbtxt") << "schema: \"parallax.translation\"\n"
                                           "splits { name: \"train\" num_examples: 3 shards { file: \"a.h5\" num_examples: 2 } }\n";
-  EXPECT_NE(error_of([&] { read_index(dir.string()); }).find("num_examples"), std::string::npos);
+  EXPECT_NE(data_error_of([&] { read_index(dir.string()); }).find("num_examples"), std::string::npos);
   std::ofstream(dir / "dataset.pbtxt") << "schema: \"parallax.translation\"\n"
                                           "splits { name: \"train\" num_examples: 2 shards { file: \"../a.h5\" num_examples: 2 } }\n";
-  EXPECT_NE(error_of([&] { read_index(dir.string()); }).find("../a.h5"), std::string::npos);
+  EXPECT_NE(data_error_of([&] { read_index(dir.string()); }).find("../a.h5"), std::string::npos);
   fs::remove_all(dir);
 }
 

@@ -4,10 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -17,11 +15,13 @@
 
 #include "core/util/error.h"
 #include "data/fashion_scenes.h"
+#include "tests/common/temp_dir.h"
 
 namespace px::data {
 namespace {
 
 namespace fs = std::filesystem;
+using px::test::expect_data_error;
 
 const std::string kDebianDir = "/usr/share/datasets/fashion-mnist";
 
@@ -63,37 +63,20 @@ std::vector<uint8_t> idx(const std::vector<uint32_t>& header, const std::vector<
   return out;
 }
 
-class IdxFiles : public ::testing::Test {
+class IdxFiles : public px::test::TempDirTest {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "px_fashion_XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string write(const std::string& name, const std::vector<uint8_t>& bytes) const {
-    const std::string p = (dir_ / name).string();
+    const std::string p = path(name);
     std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     return p;
   }
   std::string write_gz(const std::string& name, const std::vector<uint8_t>& bytes) const {
-    const std::string p = (dir_ / name).string();
+    const std::string p = path(name);
     gzFile f = gzopen(p.c_str(), "wb");
     gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
     gzclose(f);
     return p;
   }
-  // f() throws a DataError naming `path`.
-  void expect_data_error(const std::function<void()>& f, const std::string& path) const {
-    try {
-      f();
-      ADD_FAILURE() << "no DataError for " << path;
-    } catch (const DataError& e) {
-      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
-    }
-  }
-
-  fs::path dir_;
 };
 
 const std::vector<uint8_t> kThreeImages(3 * 28 * 28, 9);
@@ -111,24 +94,24 @@ TEST_F(IdxFiles, PlainAndGzippedFilesRead) {
 TEST_F(IdxFiles, MalformedFilesAreDataErrorsNamingTheFile) {
   const std::string labels = write("s-labels-idx1-ubyte", idx({2049, 3}, kThreeLabels));
   const auto read = [&] { read_fashion_mnist(dir_.string(), "s"); };
-  expect_data_error(read, (dir_ / "s-images-idx3-ubyte.gz").string());  // missing
+  expect_data_error(read, {(dir_ / "s-images-idx3-ubyte.gz").string()});  // missing
 
   const std::string images = write("s-images-idx3-ubyte", idx({2049, 3, 28, 28}, kThreeImages));
-  expect_data_error(read, images);  // labels' magic
+  expect_data_error(read, {images});  // labels' magic
   write("s-images-idx3-ubyte", idx({2051, 3, 28, 27}, kThreeImages));
-  expect_data_error(read, images);  // not 28 x 28
+  expect_data_error(read, {images});  // not 28 x 28
   write("s-images-idx3-ubyte", idx({2051, 4, 28, 28}, kThreeImages));
-  expect_data_error(read, images);  // truncated
+  expect_data_error(read, {images});  // truncated
   write("s-images-idx3-ubyte", idx({2051, 2, 28, 28}, kThreeImages));
-  expect_data_error(read, images);  // trailing bytes
+  expect_data_error(read, {images});  // trailing bytes
   write("s-images-idx3-ubyte", idx({2051, 0xFFFFFFFF, 28, 28}, kThreeImages));
-  expect_data_error(read, images);  // absurd count, no huge allocation
+  expect_data_error(read, {images});  // absurd count, no huge allocation
 
   write("s-images-idx3-ubyte", idx({2051, 3, 28, 28}, kThreeImages));
   write("s-labels-idx1-ubyte", idx({2049, 2}, {4, 0}));
-  expect_data_error(read, labels);  // count differs from the images'
+  expect_data_error(read, {labels});  // count differs from the images'
   write("s-labels-idx1-ubyte", idx({2049, 3}, {4, 10, 9}));
-  expect_data_error(read, labels);  // label out of range
+  expect_data_error(read, {labels});  // label out of range
 
   std::vector<uint8_t> gz_cut;  // a gzip stream cut short
   const std::string gz = write_gz("s-labels-idx1-ubyte.gz", idx({2049, 3}, kThreeLabels));
@@ -138,7 +121,7 @@ TEST_F(IdxFiles, MalformedFilesAreDataErrorsNamingTheFile) {
   }
   gz_cut.resize(gz_cut.size() - 10);
   write("s-labels-idx1-ubyte.gz", gz_cut);
-  expect_data_error(read, gz);
+  expect_data_error(read, {gz});
 }
 
 // A box's pixel edges on the canvas: x0 = first column, x1 = last column + 1.

@@ -3,7 +3,6 @@
 #include "data/hdf5_file.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -12,36 +11,19 @@
 #include <thread>
 
 #include "core/util/error.h"
+#include "tests/common/temp_dir.h"
 
 namespace px::data {
 namespace {
 
 namespace fs = std::filesystem;
+using px::test::expect_data_error;
 
-class H5FileTest : public ::testing::Test {
+class H5FileTest : public px::test::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::path(::testing::TempDir()) / ("px_hdf5_" + std::to_string(getpid()) + "_" + test->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string file(const std::string& name) const { return (dir_ / name).string(); }
-
-  fs::path dir_;
+  // path(name), under another name: the tests call their file `path`.
+  std::string file(const std::string& name) const { return path(name); }
 };
-
-// Runs f, which must throw DataError whose message contains every one of `parts`.
-template <typename F>
-void expect_data_error(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no DataError; expected one mentioning " << parts.front();
-  } catch (const DataError& e) {
-    for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
 
 TEST_F(H5FileTest, AttributesRoundTrip) {
   const std::string path = file("attrs.h5");

@@ -1,9 +1,7 @@
 // data/image_io: PNG round trips, JPEG decoding of labelme's VOC photos, DataErrors for missing,
 // truncated and corrupt files, bilinear resize against hand-computed values, and clipped box drawing.
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <set>
 #include <string>
 #include <utility>
@@ -13,26 +11,17 @@
 
 #include "core/util/error.h"
 #include "data/image_io.h"
+#include "tests/common/temp_dir.h"
 
 namespace px::data {
 namespace {
 
 namespace fs = std::filesystem;
+using px::test::expect_data_error;
 
 const fs::path kVocJpegs = "/usr/share/doc/labelme-examples/examples/bbox_detection/data_dataset_voc/JPEGImages";
 
-class ImageIoTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "px_image_io_XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
-  fs::path dir_;
-};
+using ImageIoTest = px::test::TempDirTest;
 
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -51,15 +40,6 @@ Image pattern_image(int32_t h, int32_t w, int32_t c) {
   return image;
 }
 
-// f() throws a DataError whose message names `path`.
-void expect_data_error_naming(const std::function<void()>& f, const std::string& path) {
-  try {
-    f();
-    ADD_FAILURE() << "no DataError for " << path;
-  } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
-  }
-}
 
 TEST_F(ImageIoTest, PngRoundTripIsExact) {
   const Image rgb = pattern_image(17, 23, 3);
@@ -107,17 +87,17 @@ TEST_F(ImageIoTest, TruncatedAndCorruptJpegsAreDataErrors) {
   ASSERT_GT(jpeg.size(), 1000u);
 
   write_bytes(path("truncated.jpg"), std::vector<uint8_t>(jpeg.begin(), jpeg.begin() + jpeg.size() / 2));
-  expect_data_error_naming([&] { read_image(path("truncated.jpg")); }, path("truncated.jpg"));
+  expect_data_error([&] { read_image(path("truncated.jpg")); }, {path("truncated.jpg")});
 
   std::vector<uint8_t> garbage_header = jpeg;  // keeps the SOI marker, scrambles the markers after it
   for (size_t k = 3; k < 64; ++k) garbage_header[k] = static_cast<uint8_t>(k * 13);
   write_bytes(path("header.jpg"), garbage_header);
-  expect_data_error_naming([&] { read_image(path("header.jpg")); }, path("header.jpg"));
+  expect_data_error([&] { read_image(path("header.jpg")); }, {path("header.jpg")});
 
   std::vector<uint8_t> bad_entropy = jpeg;  // scrambles the middle of the entropy-coded data
   for (size_t k = jpeg.size() / 2; k < jpeg.size() / 2 + 256; ++k) bad_entropy[k] = 0xFF;
   write_bytes(path("entropy.jpg"), bad_entropy);
-  expect_data_error_naming([&] { read_image(path("entropy.jpg")); }, path("entropy.jpg"));
+  expect_data_error([&] { read_image(path("entropy.jpg")); }, {path("entropy.jpg")});
 }
 
 TEST_F(ImageIoTest, TruncatedAndCorruptPngsAreDataErrors) {
@@ -125,25 +105,25 @@ TEST_F(ImageIoTest, TruncatedAndCorruptPngsAreDataErrors) {
   const std::vector<uint8_t> png = read_bytes(path("ok.png"));
 
   write_bytes(path("truncated.png"), std::vector<uint8_t>(png.begin(), png.begin() + png.size() / 2));
-  expect_data_error_naming([&] { read_image(path("truncated.png")); }, path("truncated.png"));
+  expect_data_error([&] { read_image(path("truncated.png")); }, {path("truncated.png")});
 
   write_bytes(path("no_end.png"), std::vector<uint8_t>(png.begin(), png.end() - 12));  // IEND cut off
-  expect_data_error_naming([&] { read_image(path("no_end.png")); }, path("no_end.png"));
+  expect_data_error([&] { read_image(path("no_end.png")); }, {path("no_end.png")});
 
   std::vector<uint8_t> flipped = png;  // a flipped pixel-data byte breaks the IDAT CRC
   flipped[png.size() / 2] ^= 0x5A;
   write_bytes(path("crc.png"), flipped);
-  expect_data_error_naming([&] { read_image(path("crc.png")); }, path("crc.png"));
+  expect_data_error([&] { read_image(path("crc.png")); }, {path("crc.png")});
 }
 
 TEST_F(ImageIoTest, MissingEmptyAndForeignFilesAreDataErrors) {
-  expect_data_error_naming([&] { read_image(path("missing.png")); }, path("missing.png"));
+  expect_data_error([&] { read_image(path("missing.png")); }, {path("missing.png")});
   write_bytes(path("empty.jpg"), {});
-  expect_data_error_naming([&] { read_image(path("empty.jpg")); }, path("empty.jpg"));
+  expect_data_error([&] { read_image(path("empty.jpg")); }, {path("empty.jpg")});
   write_bytes(path("text.png"), {'h', 'e', 'l', 'l', 'o'});
-  expect_data_error_naming([&] { read_image(path("text.png")); }, path("text.png"));
-  expect_data_error_naming([&] { write_png(path("no_such_dir/x.png"), pattern_image(2, 2, 3)); },
-                           path("no_such_dir/x.png"));
+  expect_data_error([&] { read_image(path("text.png")); }, {path("text.png")});
+  expect_data_error([&] { write_png(path("no_such_dir/x.png"), pattern_image(2, 2, 3)); },
+                    {path("no_such_dir/x.png")});
 }
 
 TEST(ResizeBilinear, UpsamplesOneRowByHand) {

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -19,11 +18,12 @@
 #include "data/detection_shard.h"
 #include "data/translation_loader.h"
 #include "data/translation_shard.h"
+#include "tests/common/temp_dir.h"
 
 namespace px::data {
 namespace {
 
-namespace fs = std::filesystem;
+using px::test::expect_data_error;
 
 constexpr int64_t kVocab = 100;
 constexpr int64_t kMaxLength = 20;
@@ -68,21 +68,14 @@ std::vector<int64_t> expected_row(const std::vector<int32_t>& tokens, std::optio
   return row;
 }
 
-class LoaderTest : public ::testing::Test {
+class LoaderTest : public px::test::TempDirTest {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "px_loader_XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // Two shards of 70 and 50 examples: global ids 0..119.
   std::vector<std::string> write_translation_shards() {
     std::vector<std::string> paths;
     int64_t id = 0;
     for (int64_t count : {70, 50}) {
-      paths.push_back((dir_ / ("tr" + std::to_string(paths.size()) + ".h5")).string());
+      paths.push_back(path("tr" + std::to_string(paths.size()) + ".h5"));
       TranslationShardWriter writer(paths.back(), "hash", kVocab);
       for (int64_t i = 0; i < count; ++i, ++id) {
         corpus_.push_back(corpus_pair(id));
@@ -113,7 +106,6 @@ class LoaderTest : public ::testing::Test {
     return ids;
   }
 
-  fs::path dir_;
   std::vector<Pair> corpus_;
   std::vector<std::string> translation_shards_;
 };
@@ -317,19 +309,14 @@ TEST_F(LoaderTest, CorruptTokensRethrowDataErrorAndLoaderCloses) {
   const auto start = std::chrono::steady_clock::now();
   {
     TranslationLoader loader(translation_options(), DataCursor{});
-    try {
-      loader.next();
-      ADD_FAILURE() << "a corrupt chunk went unnoticed";
-    } catch (const DataError& e) {
-      EXPECT_NE(std::string(e.what()).find("bad.h5"), std::string::npos) << e.what();
-    }
+    expect_data_error([&] { loader.next(); }, {"bad.h5"});  // a corrupt chunk does not go unnoticed
     EXPECT_THROW(loader.next(), DataError);
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
 TEST_F(LoaderTest, MissingShardIsADataError) {
-  translation_shards_ = {(dir_ / "missing.h5").string()};
+  translation_shards_ = {path("missing.h5")};
   EXPECT_THROW(TranslationLoader(translation_options(), DataCursor{}), DataError);
 }
 
@@ -345,7 +332,7 @@ class DetectionLoaderTest : public LoaderTest {
  protected:
   void SetUp() override {
     LoaderTest::SetUp();
-    path_ = (dir_ / "det.h5").string();
+    path_ = path("det.h5");
     DetectionShardWriter writer(path_, {"shirt", "shoe", "bag"});
     for (int64_t i = 0; i < 14; ++i) {
       DetectionExample ex;

@@ -1,7 +1,6 @@
 // Corrupted shards: 200 copies of a small translation and detection shard with 1-8 random bytes flipped
 // are opened and read in full; each must either read cleanly or throw DataError, never crash or throw else.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -12,6 +11,7 @@
 #include "core/util/error.h"
 #include "data/detection_shard.h"
 #include "data/translation_shard.h"
+#include "tests/common/temp_dir.h"
 
 namespace px::data {
 namespace {
@@ -76,9 +76,7 @@ void read_detection(const std::string& path) {
 }
 
 TEST(ShardFuzzTest, FlippedBytesReadCleanlyOrRaiseDataError) {
-  const fs::path dir = fs::path(::testing::TempDir()) / ("px_shard_fuzz_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const fs::path dir = px::test::make_temp_dir("px_shard_fuzz");
   std::mt19937 rng(20240601);
   const std::string translation = (dir / "translation.h5").string(), detection = (dir / "detection.h5").string();
   write_translation(translation, rng);

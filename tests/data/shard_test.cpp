@@ -1,7 +1,6 @@
 // Translation and detection shards: writer/reader round trips, sharded datasets with global ids, shards
 // written by h5py, and a DataError naming file and dataset for every malformed-file case.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -16,40 +15,24 @@
 #include "data/sharded_dataset.h"
 #include "data/translation_shard.h"
 #include "tests/common/pxt.h"
+#include "tests/common/temp_dir.h"
 
 namespace px::data {
 namespace {
 
 namespace fs = std::filesystem;
+using px::test::expect_data_error;
 
 using Tokens = std::vector<int32_t>;
 using Pair = std::pair<Tokens, Tokens>;
 
-class ShardTest : public ::testing::Test {
+class ShardTest : public px::test::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::path(::testing::TempDir()) / ("px_shard_" + std::to_string(getpid()) + "_" + test->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string file(const std::string& name) const { return (dir_ / name).string(); }
+  // path(name), under another name: the tests call their file `path`.
+  std::string file(const std::string& name) const { return path(name); }
 
-  fs::path dir_;
   std::mt19937 rng_{1234};
 };
-
-// Runs f, which must throw DataError whose message contains every one of `parts`.
-template <typename F>
-void expect_data_error(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no DataError; expected one mentioning " << parts.back();
-  } catch (const DataError& e) {
-    for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
 
 int64_t uniform(std::mt19937& rng, int64_t lo, int64_t hi) {  // in [lo, hi]
   return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
@@ -325,6 +308,38 @@ struct HandTranslation {
   }
 };
 
+// Malformed shards of one kind: each case is the valid hand-written shard `Hand` with one change, and the
+// strings its DataError must contain besides the path.
+template <typename Hand>
+class MalformedShards {
+ public:
+  template <typename Change>
+  void add(std::string name, std::vector<std::string> expected, Change&& change) {
+    Hand shard;
+    change(shard);
+    cases_.push_back({std::move(name), std::move(shard), std::move(expected)});
+  }
+  // Writes each case to dir/<name>.h5; read(path) must throw a DataError naming the path and the case's strings.
+  void expect_data_errors(const fs::path& dir, void (*read)(const std::string&)) const {
+    for (const Case& c : cases_) {
+      SCOPED_TRACE(c.name);
+      const std::string path = (dir / (c.name + ".h5")).string();
+      c.shard.write(path);
+      std::vector<std::string> expected = c.expected;
+      expected.insert(expected.begin(), path);
+      expect_data_error([&] { read(path); }, expected);
+    }
+  }
+
+ private:
+  struct Case {
+    std::string name;
+    Hand shard;
+    std::vector<std::string> expected;
+  };
+  std::vector<Case> cases_;
+};
+
 // Opens a translation shard and reads every example.
 void read_translation(const std::string& path) {
   const TranslationShardReader reader(path);
@@ -339,46 +354,31 @@ TEST_F(ShardTest, HandWrittenTranslationShardIsValid) {
 }
 
 TEST_F(ShardTest, MalformedTranslationShardsAreDataErrors) {
-  struct Case {
-    std::string name;
-    HandTranslation shard;
-    std::vector<std::string> expected;  // besides the path
-  };
-  std::vector<Case> cases;
-  auto add = [&](std::string name, std::vector<std::string> expected, auto&& change) {
-    HandTranslation shard;
-    change(shard);
-    cases.push_back({std::move(name), shard, std::move(expected)});
-  };
-  add("wrong_schema", {"schema", "unsupported schema 'parallax.detection'"},
+  MalformedShards<HandTranslation> cases;
+  cases.add("wrong_schema", {"schema", "unsupported schema 'parallax.detection'"},
       [](HandTranslation& s) { s.schema = kDetectionSchema; });
-  add("wrong_version", {"schema_version", "schema_version 2, this build reads 1"},
+  cases.add("wrong_version", {"schema_version", "schema_version 2, this build reads 1"},
       [](HandTranslation& s) { s.version = 2; });
-  add("offsets_i32", {"src_offsets", "stored as i32"}, [](HandTranslation& s) { s.src_offsets_as_i32 = true; });
-  add("missing_dataset", {"tgt_tokens", "no such dataset"}, [](HandTranslation& s) { s.with_tgt_tokens = false; });
-  add("offsets_decrease", {"src_offsets", "decreases at entry 2"},
+  cases.add("offsets_i32", {"src_offsets", "stored as i32"}, [](HandTranslation& s) { s.src_offsets_as_i32 = true; });
+  cases.add("missing_dataset", {"tgt_tokens", "no such dataset"},
+      [](HandTranslation& s) { s.with_tgt_tokens = false; });
+  cases.add("offsets_decrease", {"src_offsets", "decreases at entry 2"},
       [](HandTranslation& s) { s.src_offsets = {0, 3, 1}; });
-  add("offsets_not_from_zero", {"tgt_offsets", "starts at 1"}, [](HandTranslation& s) { s.tgt_offsets = {1, 2, 2}; });
-  add("last_offset_short", {"src_offsets", "ends at 2 but src_tokens holds 3 rows"},
+  cases.add("offsets_not_from_zero", {"tgt_offsets", "starts at 1"},
+      [](HandTranslation& s) { s.tgt_offsets = {1, 2, 2}; });
+  cases.add("last_offset_short", {"src_offsets", "ends at 2 but src_tokens holds 3 rows"},
       [](HandTranslation& s) { s.src_offsets = {0, 1, 2}; });
-  add("last_offset_long", {"tgt_offsets", "ends at 3 but tgt_tokens holds 2 rows"},
+  cases.add("last_offset_long", {"tgt_offsets", "ends at 3 but tgt_tokens holds 2 rows"},
       [](HandTranslation& s) { s.tgt_offsets = {0, 2, 3}; });
-  add("num_examples_mismatch", {"src_offsets", "3 entries, expected 4"},
+  cases.add("num_examples_mismatch", {"src_offsets", "3 entries, expected 4"},
       [](HandTranslation& s) { s.num_examples = 3; });
-  add("no_num_examples", {"num_examples", "never finished"}, [](HandTranslation& s) { s.num_examples.reset(); });
-  add("vocab_zero", {"vocab_size", "outside"}, [](HandTranslation& s) { s.vocab_size = 0; });
-  add("token_too_large", {"tgt_tokens", "example 0: token id 100 outside [0, 100)"},
+  cases.add("no_num_examples", {"num_examples", "never finished"}, [](HandTranslation& s) { s.num_examples.reset(); });
+  cases.add("vocab_zero", {"vocab_size", "outside"}, [](HandTranslation& s) { s.vocab_size = 0; });
+  cases.add("token_too_large", {"tgt_tokens", "example 0: token id 100 outside [0, 100)"},
       [](HandTranslation& s) { s.tgt_tokens = {4, 100}; });
-  add("token_negative", {"src_tokens", "example 1: token id -3"},
+  cases.add("token_negative", {"src_tokens", "example 1: token id -3"},
       [](HandTranslation& s) { s.src_tokens = {1, 2, -3}; });
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.name);
-    const std::string path = file(c.name + ".h5");
-    c.shard.write(path);
-    std::vector<std::string> expected = c.expected;
-    expected.insert(expected.begin(), path);
-    expect_data_error([&] { read_translation(path); }, expected);
-  }
+  cases.expect_data_errors(dir_, read_translation);
 }
 
 TEST_F(ShardTest, UnreadableShardFilesAreDataErrors) {
@@ -548,47 +548,30 @@ TEST_F(ShardTest, HandWrittenDetectionShardIsValid) {
 }
 
 TEST_F(ShardTest, MalformedDetectionShardsAreDataErrors) {
-  struct Case {
-    std::string name;
-    HandDetection shard;
-    std::vector<std::string> expected;  // besides the path
-  };
-  std::vector<Case> cases;
-  auto add = [&](std::string name, std::vector<std::string> expected, auto&& change) {
-    HandDetection shard;
-    change(shard);
-    cases.push_back({std::move(name), shard, std::move(expected)});
-  };
-  add("label_out_of_range", {"labels", "example 1: label 2 outside [0, 2)"},
+  MalformedShards<HandDetection> cases;
+  cases.add("label_out_of_range", {"labels", "example 1: label 2 outside [0, 2)"},
       [](HandDetection& s) { s.labels = {0, 1, 2}; });
-  add("label_negative", {"labels", "example 0: label -1"}, [](HandDetection& s) { s.labels = {-1, 1, 1}; });
-  add("box_above_one", {"boxes", "example 1: box 1 value 1.5"}, [](HandDetection& s) { s.boxes[9] = 1.5f; });
-  add("box_negative", {"boxes", "example 0: box 0"}, [](HandDetection& s) { s.boxes[3] = -0.25f; });
-  add("box_nan", {"boxes", "example 1"}, [](HandDetection& s) { s.boxes[4] = NAN; });
-  add("box_inf", {"boxes", "example 0"}, [](HandDetection& s) { s.boxes[0] = INFINITY; });
-  add("image_span_mismatch", {"image_offsets", "example 0: spans 10 bytes"},
+  cases.add("label_negative", {"labels", "example 0: label -1"}, [](HandDetection& s) { s.labels = {-1, 1, 1}; });
+  cases.add("box_above_one", {"boxes", "example 1: box 1 value 1.5"}, [](HandDetection& s) { s.boxes[9] = 1.5f; });
+  cases.add("box_negative", {"boxes", "example 0: box 0"}, [](HandDetection& s) { s.boxes[3] = -0.25f; });
+  cases.add("box_nan", {"boxes", "example 1"}, [](HandDetection& s) { s.boxes[4] = NAN; });
+  cases.add("box_inf", {"boxes", "example 0"}, [](HandDetection& s) { s.boxes[0] = INFINITY; });
+  cases.add("image_span_mismatch", {"image_offsets", "example 0: spans 10 bytes"},
       [](HandDetection& s) { s.image_offsets = {0, 10, 21}; });
-  add("four_channels", {"image_shapes", "example 1: 1x3x4"}, [](HandDetection& s) { s.image_shapes[5] = 4; });
-  add("zero_height", {"image_shapes", "example 0: 0x2x3"}, [](HandDetection& s) { s.image_shapes[0] = 0; });
-  add("last_image_offset", {"image_offsets", "ends at 21 but images holds 25 rows"},
+  cases.add("four_channels", {"image_shapes", "example 1: 1x3x4"}, [](HandDetection& s) { s.image_shapes[5] = 4; });
+  cases.add("zero_height", {"image_shapes", "example 0: 0x2x3"}, [](HandDetection& s) { s.image_shapes[0] = 0; });
+  cases.add("last_image_offset", {"image_offsets", "ends at 21 but images holds 25 rows"},
       [](HandDetection& s) { s.images.resize(25); });
-  add("boxes_not_4_wide", {"boxes", "shape"}, [](HandDetection& s) { s.box_width = 2; });
-  add("labels_rows", {"labels", "rows differ"}, [](HandDetection& s) { s.labels = {0, 1}; });
-  add("box_offsets_end", {"box_offsets", "ends at 2 but labels holds 3 rows"},
+  cases.add("boxes_not_4_wide", {"boxes", "shape"}, [](HandDetection& s) { s.box_width = 2; });
+  cases.add("labels_rows", {"labels", "rows differ"}, [](HandDetection& s) { s.labels = {0, 1}; });
+  cases.add("box_offsets_end", {"box_offsets", "ends at 2 but labels holds 3 rows"},
       [](HandDetection& s) { s.box_offsets = {0, 1, 2}; });
-  add("box_offsets_decrease", {"box_offsets", "decreases"}, [](HandDetection& s) { s.box_offsets = {0, 3, 2}; });
-  add("image_ids_rows", {"image_ids", "rows differ"}, [](HandDetection& s) { s.image_ids = {7}; });
-  add("shapes_rows", {"image_shapes", "rows differ"}, [](HandDetection& s) { s.num_examples = 3; });
-  add("no_num_examples", {"num_examples", "never finished"}, [](HandDetection& s) { s.num_examples.reset(); });
-  add("no_categories", {"category_names", "empty"}, [](HandDetection& s) { s.categories.clear(); });
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.name);
-    const std::string path = file(c.name + ".h5");
-    c.shard.write(path);
-    std::vector<std::string> expected = c.expected;
-    expected.insert(expected.begin(), path);
-    expect_data_error([&] { read_detection(path); }, expected);
-  }
+  cases.add("box_offsets_decrease", {"box_offsets", "decreases"}, [](HandDetection& s) { s.box_offsets = {0, 3, 2}; });
+  cases.add("image_ids_rows", {"image_ids", "rows differ"}, [](HandDetection& s) { s.image_ids = {7}; });
+  cases.add("shapes_rows", {"image_shapes", "rows differ"}, [](HandDetection& s) { s.num_examples = 3; });
+  cases.add("no_num_examples", {"num_examples", "never finished"}, [](HandDetection& s) { s.num_examples.reset(); });
+  cases.add("no_categories", {"category_names", "empty"}, [](HandDetection& s) { s.categories.clear(); });
+  cases.expect_data_errors(dir_, read_detection);
 }
 
 TEST_F(ShardTest, ShardOfTheOtherKindIsRejected) {

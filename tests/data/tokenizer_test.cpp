@@ -7,18 +7,14 @@
 
 #include "core/util/error.h"
 #include "data/tokenizer.h"
+#include "tests/common/temp_dir.h"
 
 namespace px::data {
 namespace {
 
 namespace fs = std::filesystem;
-
-fs::path temp_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("px_tokenizer_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+using px::test::expect_data_error;
+using px::test::make_temp_dir;
 
 // A small bilingual-looking corpus with accents and punctuation, deterministic.
 std::vector<std::string> corpus() {
@@ -48,7 +44,7 @@ TEST(Fnv1a64, KnownValues) {
 class TrainedTokenizer : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new fs::path(temp_dir("trained"));
+    dir_ = new fs::path(make_temp_dir("px_tokenizer_test_trained"));
     std::ofstream out(*dir_ / "text.txt");
     for (const auto& line : corpus()) out << line << "\n";
     out.close();
@@ -108,20 +104,10 @@ TEST_F(TrainedTokenizer, HashIsAFingerprintOfTheModel) {
 }
 
 TEST(TokenizerErrors, MissingAndCorruptModelsNameTheFile) {
-  const fs::path dir = temp_dir("errors");
-  try {
-    Tokenizer t((dir / "absent.model").string());
-    FAIL() << "no error";
-  } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("absent.model"), std::string::npos) << e.what();
-  }
+  const fs::path dir = make_temp_dir("px_tokenizer_test_errors");
+  expect_data_error([&] { Tokenizer t((dir / "absent.model").string()); }, {"absent.model"});
   std::ofstream(dir / "junk.model") << "this is not a protobuf";
-  try {
-    Tokenizer t((dir / "junk.model").string());
-    FAIL() << "no error";
-  } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("junk.model"), std::string::npos) << e.what();
-  }
+  expect_data_error([&] { Tokenizer t((dir / "junk.model").string()); }, {"junk.model"});
   EXPECT_THROW(Tokenizer::train({(dir / "missing.txt").string()}, (dir / "m").string(), {}), DataError);
   fs::remove_all(dir);
 }
