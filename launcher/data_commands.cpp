@@ -79,7 +79,7 @@ void add_build_detection(CLI::App& data) {
   cmd->add_option("--split", b->split, "split written from --coco / --voc")->capture_default_str();
   cmd->add_option("--out", b->out_dir, "output dataset directory")->required();
   cmd->add_option("--shards", b->shards, "shards per split")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--max-size", b->max_size, "resize so the longer side is at most this (0: keep)")
+  cmd->add_option("--max-size", b->max_size, "--coco / --voc: resize so the longer side is at most this (0: keep)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--canvas", b->canvas, "scene canvas side (Fashion-MNIST)")->capture_default_str()
       ->check(CLI::Range(32, 4096));

@@ -93,6 +93,8 @@ void bench_loader(const Args& a, const px::data::proto::DatasetIndex& index, con
     o.max_epochs = 1;
     px::data::TranslationLoader loader(o, px::data::DataCursor{a.seed});
     drain(loader, batches, examples);
+    std::fprintf(stderr, "padding waste %.3f (%lld examples filtered by max_length %lld)\n", loader.padding().waste(),
+                 static_cast<long long>(loader.padding().filtered_examples), static_cast<long long>(o.max_length));
   } else {
     px::data::DetectionLoaderOptions o;
     o.shards = shards;
