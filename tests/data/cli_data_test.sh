@@ -40,6 +40,17 @@ expect_in "inspect translation" "=> y la palabra 1 era con dios en el principio 
 check "verify translation" 0 "$PARALLAX" data inspect "$WORK/tr" --verify
 expect_in "verify translation" "verified"
 
+# HDF5's file locks: a shard under another process's exclusive lock (flock(2), what HDF5 uses) fails to
+# open with a one-line error; HDF5_USE_FILE_LOCKING=FALSE (filesystems without locks) is honoured.
+held="$WORK/tr/train-00000-of-00002.h5"
+exec 9<"$held"
+flock -x 9
+check "verify while another process locks a shard" 1 "$PARALLAX" data inspect "$WORK/tr" --verify
+expect_in "verify while another process locks a shard" "train-00000-of-00002.h5"
+check "verify without file locking" 0 env HDF5_USE_FILE_LOCKING=FALSE "$PARALLAX" data inspect "$WORK/tr" --verify
+flock -u 9
+exec 9<&-
+
 shard="$WORK/tr/train-00001-of-00002.h5"
 # Flip bytes inside the first chunk of tgt_tokens (located with h5py) so fletcher32 must catch it.
 offset=$(/usr/bin/python3 -c "import h5py,sys; print(h5py.File(sys.argv[1],'r')['tgt_tokens'].id.get_chunk_info(0).byte_offset)" "$shard")
