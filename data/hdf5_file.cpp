@@ -112,7 +112,8 @@ hid_t file_type(DType t) {
     case DType::i64: return H5T_STD_I64LE;
     case DType::u8: return H5T_STD_U8LE;
     case DType::f32: return H5T_IEEE_F32LE;
-    default: LOG(FATAL) << "HDF5 datasets hold i32, i64, u8 or f32, not " << dtype_name(t);
+    case DType::f64: return H5T_IEEE_F64LE;
+    default: LOG(FATAL) << "HDF5 datasets hold i32, i64, u8, f32 or f64, not " << dtype_name(t);
   }
   __builtin_unreachable();
 }
@@ -123,7 +124,8 @@ hid_t memory_type(DType t) {
     case DType::i64: return H5T_NATIVE_INT64;
     case DType::u8: return H5T_NATIVE_UINT8;
     case DType::f32: return H5T_NATIVE_FLOAT;
-    default: LOG(FATAL) << "HDF5 datasets hold i32, i64, u8 or f32, not " << dtype_name(t);
+    case DType::f64: return H5T_NATIVE_DOUBLE;
+    default: LOG(FATAL) << "HDF5 datasets hold i32, i64, u8, f32 or f64, not " << dtype_name(t);
   }
   __builtin_unreachable();
 }
@@ -156,8 +158,10 @@ DType stored_dtype(hid_t type, const std::string& path, const std::string& name)
     if (!is_signed && size == 1) return DType::u8;
   } else if (cls == H5T_FLOAT && size == 4) {
     return DType::f32;
+  } else if (cls == H5T_FLOAT && size == 8) {
+    return DType::f64;
   }
-  fail(path, name, "stored type " + type_description(type) + " is not one of i32, i64, u8, f32");
+  fail(path, name, "stored type " + type_description(type) + " is not one of i32, i64, u8, f32, f64");
 }
 
 std::vector<hsize_t> to_hsize(const Shape& shape) { return {shape.begin(), shape.end()}; }

@@ -14,7 +14,7 @@ namespace px::data {
 
 // What a dataset is, as stored.
 struct DatasetInfo {
-  DType dtype = DType::u8;  // only i32, i64, u8, f32 are supported on disk
+  DType dtype = DType::u8;  // only i32, i64, u8, f32, f64 are supported on disk
   Shape shape;              // dims; dim 0 is the row dimension
   Shape chunk;              // empty when the dataset is contiguous
   bool fletcher32 = false;  // HDF5's per-chunk checksum filter is present

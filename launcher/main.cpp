@@ -8,6 +8,7 @@
 #include "core/util/logging.h"
 #include "launcher/data_commands.h"
 #include "launcher/demo.h"
+#include "launcher/translator_commands.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"parallax: trains Transformer models (translation, detection) across CPUs and GPUs"};
@@ -15,6 +16,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   px::add_demo_command(app, exit_code);
   px::add_data_commands(app, exit_code);
+  px::add_translator_commands(app, exit_code);
   try {
     px::init_logging(argv[0], "", 0);
     app.parse(argc, argv);
@@ -28,6 +30,9 @@ int main(int argc, char** argv) {
   } catch (const px::Error& e) {
     std::fprintf(stderr, "parallax: error: %s\n", e.what());
     return 2;
+  } catch (const std::exception& e) {  // the file system or the C++ library: not the user's input
+    std::fprintf(stderr, "parallax: error: %s\n", e.what());
+    return 1;
   }
   return exit_code;
 }

@@ -24,4 +24,16 @@ void init_logging(const char* argv0, const std::string& log_dir, int rank) {
   google::InitGoogleLogging(argv0);
 }
 
+void log_to_files(const std::string& log_dir, int rank) {
+  std::filesystem::create_directories(log_dir);
+  FLAGS_logtostderr = false;
+  FLAGS_alsologtostderr = false;
+  FLAGS_stderrthreshold = rank == 0 ? google::GLOG_WARNING : google::GLOG_ERROR;
+  const std::string base = log_dir + "/rank" + std::to_string(rank) + ".";
+  google::SetLogDestination(google::GLOG_INFO, base.c_str());
+  for (int severity : {google::GLOG_WARNING, google::GLOG_ERROR, google::GLOG_FATAL}) {
+    google::SetLogDestination(severity, "");  // their lines are in the INFO file already
+  }
+}
+
 }  // namespace px

@@ -18,11 +18,11 @@ Tensor residual(const Tensor& x, bool pre_norm, const nn::LayerNorm& norm, const
 }  // namespace
 
 TransformerEncoderLayer::TransformerEncoderLayer(int64_t d_model, int64_t num_heads, int64_t d_ff, double dropout,
-                                                 nn::Activation activation, bool pre_norm, Generator& init_gen,
-                                                 Generator& dropout_gen, DType dtype)
+                                                 double attention_dropout, nn::Activation activation, bool pre_norm,
+                                                 Generator& init_gen, Generator& dropout_gen, DType dtype)
     : Module("TransformerEncoderLayer"), pre_norm_(pre_norm) {
   self_attn_ = register_module("self_attn", std::make_shared<nn::MultiheadAttention>(
-                                                d_model, num_heads, dropout, init_gen, dropout_gen, true, dtype));
+                                                d_model, num_heads, attention_dropout, init_gen, dropout_gen, true, dtype));
   ff_ = register_module(
       "ff", std::make_shared<nn::FeedForward>(d_model, d_ff, activation, dropout, init_gen, dropout_gen, dtype));
   norm1_ = register_module("norm1", std::make_shared<nn::LayerNorm>(d_model, 1e-5, true, dtype));
@@ -39,13 +39,13 @@ Tensor TransformerEncoderLayer::forward(const Tensor& x, const Tensor& key_paddi
 }
 
 TransformerDecoderLayer::TransformerDecoderLayer(int64_t d_model, int64_t num_heads, int64_t d_ff, double dropout,
-                                                 nn::Activation activation, bool pre_norm, Generator& init_gen,
-                                                 Generator& dropout_gen, DType dtype)
+                                                 double attention_dropout, nn::Activation activation, bool pre_norm,
+                                                 Generator& init_gen, Generator& dropout_gen, DType dtype)
     : Module("TransformerDecoderLayer"), pre_norm_(pre_norm) {
   self_attn_ = register_module("self_attn", std::make_shared<nn::MultiheadAttention>(
-                                                d_model, num_heads, dropout, init_gen, dropout_gen, true, dtype));
+                                                d_model, num_heads, attention_dropout, init_gen, dropout_gen, true, dtype));
   cross_attn_ = register_module("cross_attn", std::make_shared<nn::MultiheadAttention>(
-                                                  d_model, num_heads, dropout, init_gen, dropout_gen, false, dtype));
+                                                  d_model, num_heads, attention_dropout, init_gen, dropout_gen, false, dtype));
   ff_ = register_module(
       "ff", std::make_shared<nn::FeedForward>(d_model, d_ff, activation, dropout, init_gen, dropout_gen, dtype));
   norm1_ = register_module("norm1", std::make_shared<nn::LayerNorm>(d_model, 1e-5, true, dtype));

@@ -26,11 +26,15 @@ struct DecoderLayerCache {
 class TransformerEncoderLayer : public nn::Module {
  public:
   // Initial weights from init_gen; dropout masks from dropout_gen (which must outlive the layer).
-  TransformerEncoderLayer(int64_t d_model, int64_t num_heads, int64_t d_ff, double dropout, nn::Activation activation,
-                          bool pre_norm, Generator& init_gen, Generator& dropout_gen, DType dtype = DType::f32);
+  // `dropout` on the sublayer outputs and inside the feed-forward block, `attention_dropout` on the attention
+  // probabilities.
+  TransformerEncoderLayer(int64_t d_model, int64_t num_heads, int64_t d_ff, double dropout, double attention_dropout,
+                          nn::Activation activation, bool pre_norm, Generator& init_gen, Generator& dropout_gen,
+                          DType dtype = DType::f32);
+  // One generator, and one dropout rate everywhere (torch's layer).
   TransformerEncoderLayer(int64_t d_model, int64_t num_heads, int64_t d_ff, double dropout, nn::Activation activation,
                           bool pre_norm, Generator& gen, DType dtype = DType::f32)
-      : TransformerEncoderLayer(d_model, num_heads, d_ff, dropout, activation, pre_norm, gen, gen, dtype) {}
+      : TransformerEncoderLayer(d_model, num_heads, d_ff, dropout, dropout, activation, pre_norm, gen, gen, dtype) {}
 
   // post-norm: h = LN1(x + SA(x)), y = LN2(h + FF(h)); pre-norm: h = x + SA(LN1(x)), y = h + FF(LN2(h)).
   // x (B, S, d); key_padding_mask bool (B, S), true = padding, or undefined -> (B, S, d)
@@ -53,11 +57,15 @@ class TransformerEncoderLayer : public nn::Module {
 // mask already keeps real positions from seeing pads.
 class TransformerDecoderLayer : public nn::Module {
  public:
-  TransformerDecoderLayer(int64_t d_model, int64_t num_heads, int64_t d_ff, double dropout, nn::Activation activation,
-                          bool pre_norm, Generator& init_gen, Generator& dropout_gen, DType dtype = DType::f32);
+  // `dropout` on the sublayer outputs and inside the feed-forward block, `attention_dropout` on the attention
+  // probabilities.
+  TransformerDecoderLayer(int64_t d_model, int64_t num_heads, int64_t d_ff, double dropout, double attention_dropout,
+                          nn::Activation activation, bool pre_norm, Generator& init_gen, Generator& dropout_gen,
+                          DType dtype = DType::f32);
+  // One generator, and one dropout rate everywhere (torch's layer).
   TransformerDecoderLayer(int64_t d_model, int64_t num_heads, int64_t d_ff, double dropout, nn::Activation activation,
                           bool pre_norm, Generator& gen, DType dtype = DType::f32)
-      : TransformerDecoderLayer(d_model, num_heads, d_ff, dropout, activation, pre_norm, gen, gen, dtype) {}
+      : TransformerDecoderLayer(d_model, num_heads, d_ff, dropout, dropout, activation, pre_norm, gen, gen, dtype) {}
 
   // post-norm: a = LN1(y + SA_causal(y)), c = LN2(a + CA(a, m)), out = LN3(c + FF(c));
   // pre-norm:  a = y + SA_causal(LN1(y)), c = a + CA(LN2(a), m), out = c + FF(LN3(c)).

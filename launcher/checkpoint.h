@@ -1,0 +1,48 @@
+// Checkpoints: <run_dir>/checkpoints/step_<N>/ with manifest.pbtxt and one HDF5 file of tensors, written to
+// step_<N>.tmp/ and renamed, `latest` replaced atomically, keep-last-K; loading checks every checksum.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/nn/module.h"
+#include "core/optim/optimizer.h"
+#include "core/util/generator.h"
+#include "data/sampler.h"
+#include "launcher/checkpoint.pb.h"
+
+namespace px {
+
+// Everything a run needs to continue exactly where it stopped.
+struct TrainState {
+  int64_t step = 0;
+  data::DataCursor cursor;
+  std::vector<std::pair<std::string, Generator*>> rngs;  // saved by name; restored into the same objects
+  int64_t tokens_seen = 0;
+  double train_seconds = 0;
+};
+
+// Saves `model`'s state dict, `optimizer`'s per-parameter state (step, tensors; parameters named as in the
+// model) and `state` as <run_dir>/checkpoints/step_<state.step>/, then points <run_dir>/checkpoints/latest
+// at it (a text file holding "step_<N>", replaced by rename) and deletes all but the newest keep_last
+// step_* directories (keep_last 0: none). `config_text` is stored in the manifest. Returns the directory.
+// A failure (disk full, permissions) is a CheckpointError and leaves the previous checkpoints intact.
+std::string save_checkpoint(const std::string& run_dir, const nn::Module& model, const optim::Optimizer& optimizer,
+                            const TrainState& state, const std::string& config_text, int keep_last);
+
+// The directory `latest` points at, or nullopt when the run dir has no checkpoint.
+std::optional<std::string> latest_checkpoint(const std::string& run_dir);
+
+// Reads and checks a manifest (format version, required fields). CheckpointError naming the file.
+ckpt::proto::Manifest read_manifest(const std::string& checkpoint_dir);
+
+// Loads a checkpoint written by save_checkpoint into `model` (strict: every tensor present with its shape),
+// `optimizer` (may be null: eval/translate) and `state` (may be null; its rngs are restored by name).
+// Checksums are verified; any mismatch, missing or extra tensor is a CheckpointError naming it, and nothing
+// is modified unless everything checks out.
+ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Module& model,
+                                      optim::Optimizer* optimizer, TrainState* state);
+
+}  // namespace px

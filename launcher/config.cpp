@@ -1,0 +1,401 @@
+// Training configs: text-format parsing with located errors, `--set` overrides walked through the
+// descriptors, the consistency checks of validate_config, the defaults-included dump and shape comparison.
+#include "launcher/config.h"
+
+#include <glog/logging.h>
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/stubs/strutil.h>
+#include <google/protobuf/text_format.h>
+
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "core/nn/feed_forward.h"
+#include "core/util/error.h"
+
+namespace px {
+
+namespace pb = google::protobuf;
+
+namespace {
+
+// Keeps protobuf's first error (later ones are usually consequences of it) with its 0-based position.
+class FirstErrorCollector : public pb::io::ErrorCollector {
+ public:
+  void AddError(int line, pb::io::ColumnNumber column, const std::string& message) override {
+    if (has_error_) return;
+    has_error_ = true;
+    line_ = line;
+    column_ = column;
+    message_ = message;
+  }
+
+  bool has_error() const { return has_error_; }
+  int line() const { return line_; }
+  int column() const { return column_; }
+  const std::string& message() const { return message_; }
+
+ private:
+  bool has_error_ = false;
+  int line_ = -1, column_ = -1;
+  std::string message_;
+};
+
+// Line `line` (0-based) of `text` without surrounding blanks, or "" when there is no such line.
+std::string source_line(const std::string& text, int line) {
+  std::istringstream lines(text);
+  std::string current;
+  for (int i = 0; std::getline(lines, current); ++i) {
+    if (i < line) continue;
+    const size_t first = current.find_first_not_of(" \t\r");
+    if (first == std::string::npos) return "";
+    return current.substr(first, current.find_last_not_of(" \t\r") - first + 1);
+  }
+  return "";
+}
+
+// Offset of the first character of line `line` (0-based) in `text`; text.size() when there is no such line.
+size_t line_start(const std::string& text, int line) {
+  size_t offset = 0;
+  for (int i = 0; i < line; ++i) {
+    offset = text.find('\n', offset);
+    if (offset == std::string::npos) return text.size();
+    ++offset;
+  }
+  return offset;
+}
+
+std::string trim(const std::string& s) {
+  const size_t first = s.find_first_not_of(" \t");
+  if (first == std::string::npos) return "";
+  return s.substr(first, s.find_last_not_of(" \t") - first + 1);
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (size_t pos; (pos = s.find(sep, start)) != std::string::npos; start = pos + 1)
+    parts.push_back(s.substr(start, pos - start));
+  parts.push_back(s.substr(start));
+  return parts;
+}
+
+// "d_model, num_heads, ..." for an error message listing what a message type offers.
+std::string field_names(const pb::Descriptor& type) {
+  std::string names;
+  for (int i = 0; i < type.field_count(); ++i) names += (i ? ", " : "") + type.field(i)->name();
+  return names;
+}
+
+// Sets every unset scalar field of `message` and its sub-messages to its default, so that printing writes it.
+void set_defaults_explicitly(pb::Message& message) {
+  const pb::Reflection& reflection = *message.GetReflection();
+  const pb::Descriptor& type = *message.GetDescriptor();
+  for (int i = 0; i < type.field_count(); ++i) {
+    const pb::FieldDescriptor* field = type.field(i);
+    CHECK(!field->is_repeated()) << "config_to_text: repeated field " << field->full_name() << " is not handled";
+    if (field->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+      set_defaults_explicitly(*reflection.MutableMessage(&message, field));
+      continue;
+    }
+    if (reflection.HasField(message, field)) continue;
+    switch (field->cpp_type()) {
+      case pb::FieldDescriptor::CPPTYPE_INT32:
+        reflection.SetInt32(&message, field, field->default_value_int32());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_INT64:
+        reflection.SetInt64(&message, field, field->default_value_int64());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_UINT32:
+        reflection.SetUInt32(&message, field, field->default_value_uint32());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_UINT64:
+        reflection.SetUInt64(&message, field, field->default_value_uint64());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_FLOAT:
+        reflection.SetFloat(&message, field, field->default_value_float());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+        reflection.SetDouble(&message, field, field->default_value_double());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_BOOL:
+        reflection.SetBool(&message, field, field->default_value_bool());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_STRING:
+        reflection.SetString(&message, field, field->default_value_string());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_ENUM:
+        reflection.SetEnum(&message, field, field->default_value_enum());
+        break;
+      case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+        break;  // handled above
+    }
+  }
+}
+
+// The checks of validate_config, each throwing ConfigError "<field>: <why>, got <value>".
+[[noreturn]] void invalid(const std::string& field, const std::string& why, const std::string& value) {
+  throw ConfigError(field + ": " + why + ", got " + value);
+}
+
+std::string number(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
+void require_at_least(const std::string& field, int64_t value, int64_t min) {
+  if (value < min) invalid(field, "must be >= " + std::to_string(min), std::to_string(value));
+}
+
+// NaN fails every range check: each is written as "value inside", never as "value outside".
+void require_non_negative(const std::string& field, double value) {
+  if (!(value >= 0 && std::isfinite(value))) invalid(field, "must be finite and >= 0", number(value));
+}
+
+void require_positive(const std::string& field, double value) {
+  if (!(value > 0 && std::isfinite(value))) invalid(field, "must be finite and > 0", number(value));
+}
+
+void require_unit_interval(const std::string& field, double value) {  // [0, 1)
+  if (!(value >= 0 && value < 1)) invalid(field, "must be in [0, 1)", number(value));
+}
+
+void require_non_empty(const std::string& field, const std::string& value) {
+  if (value.empty()) throw ConfigError(field + ": must be set (non-empty)");
+}
+
+void validate_model(const config::ModelConfig& m, const config::DataConfig& d) {
+  require_at_least("model.d_model", m.d_model(), 1);
+  require_at_least("model.num_heads", m.num_heads(), 1);
+  if (m.d_model() % m.num_heads() != 0)
+    throw ConfigError("model.num_heads: " + std::to_string(m.num_heads()) + " does not divide model.d_model " +
+                      std::to_string(m.d_model()));
+  require_at_least("model.encoder_layers", m.encoder_layers(), 1);
+  require_at_least("model.decoder_layers", m.decoder_layers(), 1);
+  require_at_least("model.d_ff", m.d_ff(), 1);
+  require_unit_interval("model.dropout", m.dropout());
+  require_unit_interval("model.attention_dropout", m.attention_dropout());
+  try {
+    nn::parse_activation(m.activation());
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string("model.activation: ") + e.what());
+  }
+  // The loader keeps sequences of at most data.max_length tokens counting eos (source, target output) or
+  // bos (target input), so that many positions must have a sinusoid row.
+  if (m.max_positions() < d.max_length())
+    throw ConfigError("model.max_positions: must be >= data.max_length (" + std::to_string(d.max_length()) + "), got " +
+                      std::to_string(m.max_positions()));
+}
+
+void validate_data(const config::DataConfig& d) {
+  require_non_empty("data.dir", d.dir());
+  require_non_empty("data.train_split", d.train_split());
+  require_non_empty("data.valid_split", d.valid_split());
+  require_at_least("data.max_length", d.max_length(), 2);  // one token plus its eos/bos
+  require_at_least("data.prefetch", d.prefetch(), 1);
+}
+
+void validate_optimizer(const config::OptimizerConfig& o) {
+  if (o.name() != "adamw") throw ConfigError("optimizer.name: unknown optimizer '" + o.name() + "' (expected adamw)");
+  require_positive("optimizer.lr", o.lr());
+  require_unit_interval("optimizer.beta1", o.beta1());
+  require_unit_interval("optimizer.beta2", o.beta2());
+  require_non_negative("optimizer.eps", o.eps());
+  require_non_negative("optimizer.weight_decay", o.weight_decay());
+  require_non_negative("optimizer.clip_grad_norm", o.clip_grad_norm());
+}
+
+void validate_schedule(const config::ScheduleConfig& s, const config::TrainConfig& t) {
+  const std::string& name = s.name();
+  if (name != "inverse_sqrt" && name != "cosine" && name != "constant")
+    throw ConfigError("schedule.name: unknown schedule '" + name + "' (expected inverse_sqrt, cosine or constant)");
+  require_at_least("schedule.warmup_steps", s.warmup_steps(), name == "inverse_sqrt" ? 1 : 0);
+  if (name == "cosine" && s.warmup_steps() >= t.max_steps())
+    throw ConfigError("schedule.warmup_steps: the cosine schedule needs warmup < train.max_steps (" +
+                      std::to_string(t.max_steps()) + "), got " + std::to_string(s.warmup_steps()));
+  if (!(s.min_lr_ratio() >= 0 && s.min_lr_ratio() <= 1))
+    invalid("schedule.min_lr_ratio", "must be in [0, 1]", number(s.min_lr_ratio()));
+}
+
+void validate_train(const config::TrainConfig& t) {
+  require_at_least("train.max_steps", t.max_steps(), 1);
+  require_at_least("train.max_epochs", t.max_epochs(), 0);
+  require_non_negative("train.max_minutes", t.max_minutes());
+  require_at_least("train.batch_tokens", t.batch_tokens(), 1);
+  require_at_least("train.threads", t.threads(), 0);
+  require_unit_interval("train.label_smoothing", t.label_smoothing());
+}
+
+void validate_eval(const config::EvalConfig& e) {
+  require_at_least("eval.every_steps", e.every_steps(), 0);
+  require_at_least("eval.beam", e.beam(), 1);
+  require_non_negative("eval.length_penalty", e.length_penalty());
+  require_non_negative("eval.max_len_a", e.max_len_a());
+  require_at_least("eval.max_len_b", e.max_len_b(), 0);
+  if (e.max_len_a() == 0 && e.max_len_b() == 0)
+    throw ConfigError("eval.max_len_b: must be >= 1 when eval.max_len_a is 0 (no hypothesis token allowed)");
+  require_at_least("eval.max_sentences", e.max_sentences(), 0);
+  require_at_least("eval.batch_tokens", e.batch_tokens(), 1);
+}
+
+
+}  // namespace
+
+config::Config parse_config_text(const std::string& text, const std::string& origin) {
+  FirstErrorCollector errors;
+  pb::TextFormat::Parser parser;  // unknown fields and repeated singular fields are errors by default
+  parser.RecordErrorsTo(&errors);
+  config::Config config;
+  if (!parser.ParseFromString(text, &config)) {
+    if (!errors.has_error()) throw ConfigError(origin + ": not a valid config");
+    if (errors.line() < 0) throw ConfigError(origin + ": " + errors.message());
+    std::string message = origin + ":" + std::to_string(errors.line() + 1) + ":" + std::to_string(errors.column() + 1) +
+                          ": " + errors.message();
+    // protobuf's type errors ("Expected integer, got: ...") do not name the field; the line does.
+    const std::string line = source_line(text, errors.line());
+    if (!line.empty())
+      message += " (in `" + line + "`)";
+    else if (text.find_first_not_of(" \t\r\n", line_start(text, errors.line())) == std::string::npos)
+      message += " (at the end of the input)";
+    throw ConfigError(message);
+  }
+  return config;
+}
+
+config::Config load_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ": cannot open config file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(path + ": cannot read config file");
+  return parse_config_text(text.str(), path);
+}
+
+void apply_override(config::Config& config, const std::string& assignment) {
+  const size_t eq = assignment.find('=');
+  if (eq == std::string::npos)
+    throw ConfigError("--set " + assignment + ": expected <field>=<value>, e.g. model.d_model=256");
+  const std::string path = trim(assignment.substr(0, eq));
+  const std::string value = assignment.substr(eq + 1);
+  const std::string where = "--set " + path;
+  if (path.empty()) throw ConfigError("--set " + assignment + ": no field name before '='");
+
+  pb::Message* message = &config;
+  std::string walked;  // the path so far, for messages
+  const std::vector<std::string> components = split(path, '.');
+  for (size_t i = 0; i < components.size(); ++i) {
+    const pb::Descriptor& type = *message->GetDescriptor();
+    const std::string parent = walked.empty() ? "the config" : walked;
+    const pb::FieldDescriptor* field = type.FindFieldByName(components[i]);
+    if (field == nullptr)
+      throw ConfigError(where + ": no field '" + components[i] + "' in " + parent + " (fields: " + field_names(type) +
+                        ")");
+    walked += (walked.empty() ? "" : ".") + components[i];
+    if (field->is_repeated())
+      throw ConfigError(where + ": " + walked + " is a repeated field; only scalars can be set");
+    const bool is_message = field->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE;
+    const bool is_last = i + 1 == components.size();
+    if (is_last && is_message)
+      throw ConfigError(where + ": " + walked + " is a message; set one of its fields (" +
+                        field_names(*field->message_type()) + ")");
+    if (!is_last && !is_message)
+      throw ConfigError(where + ": " + walked + " is a scalar field and has no field '" + components[i + 1] + "'");
+    if (!is_last) {
+      message = message->GetReflection()->MutableMessage(message, field);
+      continue;
+    }
+    // A string may be written bare (data.dir=runs/x); anything quoted is parsed as text format writes it.
+    std::string literal = value;
+    const std::string trimmed = trim(value);
+    const bool quoted = !trimmed.empty() && (trimmed.front() == '"' || trimmed.front() == '\'');
+    if (field->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING && !quoted) literal = "\"" + pb::CEscape(value) + "\"";
+    // "<name>: <literal>" parsed as a whole into a scratch message, so trailing tokens are errors too, then
+    // merged: the scratch holds only this field, and only a fully parsed value reaches the config.
+    FirstErrorCollector errors;
+    pb::TextFormat::Parser parser;
+    parser.RecordErrorsTo(&errors);
+    std::unique_ptr<pb::Message> scratch(message->New());
+    if (!parser.ParseFromString(field->name() + ": " + literal, scratch.get())) {
+      const std::string why = errors.has_error() ? errors.message() : "not a valid " + std::string(field->type_name());
+      throw ConfigError(where + "=" + value + ": " + why + " (" + walked + " is " + field->type_name() + ")");
+    }
+    message->MergeFrom(*scratch);
+  }
+}
+
+void apply_overrides(config::Config& config, const std::vector<std::string>& assignments) {
+  for (const std::string& assignment : assignments) apply_override(config, assignment);
+}
+
+void validate_config(const config::Config& config) {
+  validate_model(config.model(), config.data());
+  validate_data(config.data());
+  validate_optimizer(config.optimizer());
+  validate_schedule(config.schedule(), config.train());
+  validate_train(config.train());
+  validate_eval(config.eval());
+  require_at_least("log.every_steps", config.log().every_steps(), 1);
+  require_at_least("checkpoint.every_steps", config.checkpoint().every_steps(), 0);
+  require_at_least("checkpoint.keep_last", config.checkpoint().keep_last(), 0);
+}
+
+std::string config_to_text(const config::Config& config) {
+  config::Config full = config;
+  set_defaults_explicitly(full);
+  std::string text;
+  CHECK(pb::TextFormat::PrintToString(full, &text)) << "config_to_text: protobuf could not print the config";
+  return text;
+}
+
+std::string model_shape_difference(const config::Config& checkpoint, const config::Config& current) {
+  // max_positions sizes a non-persistent buffer; activation and dropouts have no parameters.
+  static const char* const kShapeFields[] = {"d_model", "num_heads", "encoder_layers",   "decoder_layers",
+                                             "d_ff",    "pre_norm",  "share_embeddings", "tie_output"};
+  const config::ModelConfig& a = checkpoint.model();
+  const config::ModelConfig& b = current.model();
+  for (const char* name : kShapeFields) {
+    const pb::FieldDescriptor* field = config::ModelConfig::descriptor()->FindFieldByName(name);
+    CHECK(field != nullptr) << "model_shape_difference: no field model." << name << " in parallax.proto";
+    std::string in_checkpoint, in_config;  // effective values: an unset field reads as its default
+    pb::TextFormat::PrintFieldValueToString(a, field, -1, &in_checkpoint);
+    pb::TextFormat::PrintFieldValueToString(b, field, -1, &in_config);
+    if (in_checkpoint != in_config)
+      return "model." + std::string(name) + ": " + in_checkpoint + " in the checkpoint, " + in_config +
+             " in the config";
+  }
+  return "";
+}
+
+translator::TranslatorOptions translator_options(const config::Config& config, int64_t src_vocab, int64_t tgt_vocab,
+                                                 int64_t pad_id) {
+  const config::ModelConfig& m = config.model();
+  translator::TranslatorOptions options;
+  options.src_vocab = src_vocab;
+  options.tgt_vocab = tgt_vocab;
+  options.d_model = m.d_model();
+  options.num_heads = m.num_heads();
+  options.encoder_layers = m.encoder_layers();
+  options.decoder_layers = m.decoder_layers();
+  options.d_ff = m.d_ff();
+  options.dropout = m.dropout();
+  options.attention_dropout = m.attention_dropout();
+  try {
+    options.activation = nn::parse_activation(m.activation());
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string("model.activation: ") + e.what());
+  }
+  options.pre_norm = m.pre_norm();
+  options.share_embeddings = m.share_embeddings();
+  options.tie_output = m.tie_output();
+  options.max_positions = m.max_positions();
+  options.pad_id = pad_id;
+  return options;
+}
+
+}  // namespace px

@@ -1,0 +1,148 @@
+// Split evaluation (teacher-forced loss, corpus BLEU of decoded translations) and batched translation.
+#include "launcher/evaluator.h"
+
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+
+#include <glog/logging.h>
+
+#include "core/autograd/grad_mode.h"
+#include "core/ops/ops.h"
+#include "data/sharded_dataset.h"
+
+namespace px {
+
+namespace {
+
+// Restores a module's train/eval mode on scope exit.
+class EvalModeGuard {
+ public:
+  explicit EvalModeGuard(nn::Module& module) : module_(module), was_training_(module.is_training()) {
+    module_.eval();
+  }
+  ~EvalModeGuard() { module_.train(was_training_); }
+
+ private:
+  nn::Module& module_;
+  bool was_training_;
+};
+
+// Consecutive groups of `order` whose padded size (rows * longest, by `cost`) stays within budget.
+template <typename Cost>
+std::vector<std::vector<size_t>> budget_batches(const std::vector<size_t>& order, int64_t budget, Cost&& cost) {
+  std::vector<std::vector<size_t>> batches;
+  std::vector<size_t> current;
+  int64_t longest = 0;
+  for (size_t i : order) {
+    const int64_t longest_with = std::max(longest, cost(i));
+    if (!current.empty() && longest_with * static_cast<int64_t>(current.size() + 1) > budget) {
+      batches.push_back(std::move(current));
+      current.clear();
+      longest = 0;
+    }
+    current.push_back(i);
+    longest = std::max(longest, cost(i));
+  }
+  if (!current.empty()) batches.push_back(std::move(current));
+  return batches;
+}
+
+// Drops tokens beyond `max_len - 1` and ends the sequence with eos.
+std::vector<int32_t> with_eos(std::vector<int32_t> tokens, int64_t max_len, int32_t eos) {
+  if (static_cast<int64_t>(tokens.size()) > max_len - 1) tokens.resize(static_cast<size_t>(max_len - 1));
+  tokens.push_back(eos);
+  return tokens;
+}
+
+}  // namespace
+
+Tensor pad_batch(const std::vector<std::vector<int32_t>>& rows, int32_t pad_id) {
+  size_t width = 1;
+  for (const auto& r : rows) width = std::max(width, r.size());
+  std::vector<int64_t> values(rows.size() * width, pad_id);
+  for (size_t i = 0; i < rows.size(); ++i) std::copy(rows[i].begin(), rows[i].end(), values.begin() + i * width);
+  return from_vector(values, Shape{static_cast<int64_t>(rows.size()), static_cast<int64_t>(width)});
+}
+
+std::vector<translator::Hypothesis> translate_batched(const translator::Translator& model,
+                                                      const std::vector<std::vector<int32_t>>& sources,
+                                                      const translator::DecodeOptions& options, int64_t batch_tokens) {
+  std::vector<size_t> order(sources.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return sources[a].size() > sources[b].size(); });
+  // Beam search holds beam hypotheses per sentence: the budget counts them.
+  const int64_t budget = std::max<int64_t>(1, batch_tokens / std::max(1, options.beam));
+  std::vector<translator::Hypothesis> out(sources.size());
+  for (const auto& batch :
+       budget_batches(order, budget, [&](size_t i) { return static_cast<int64_t>(sources[i].size()); })) {
+    std::vector<std::vector<int32_t>> rows;
+    for (size_t i : batch) rows.push_back(sources[i]);
+    std::vector<translator::Hypothesis> hyps = translator::decode(model, pad_batch(rows, options.pad_id), options);
+    for (size_t j = 0; j < batch.size(); ++j) out[batch[j]] = std::move(hyps[j]);
+  }
+  return out;
+}
+
+EvalResult evaluate_split(translator::Translator& model, const TranslationData& data, const EvalOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  EvalModeGuard eval_mode(model);
+  NoGradGuard no_grad;
+  const int64_t max_len = model.options().max_positions;
+  data::TranslationDataset dataset(data.shards(options.split));
+  std::vector<std::vector<int32_t>> src(static_cast<size_t>(dataset.size())), tgt(src.size());
+  for (int64_t id = 0; id < dataset.size(); ++id) dataset.read(id, src[id], tgt[id]);
+
+  EvalResult result;
+  // Teacher-forced loss over every pair, in batches of similar lengths.
+  std::vector<size_t> order(src.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return std::max(src[a].size(), tgt[a].size()) < std::max(src[b].size(), tgt[b].size());
+  });
+  double loss_sum = 0, nll_sum = 0;
+  const auto cost = [&](size_t i) { return static_cast<int64_t>(src[i].size() + tgt[i].size() + 2); };
+  for (const auto& batch : budget_batches(order, options.batch_tokens, cost)) {
+    std::vector<std::vector<int32_t>> s, t_in, t_out;
+    for (size_t i : batch) {
+      s.push_back(with_eos(src[i], max_len, data.eos_id));
+      std::vector<int32_t> target = tgt[i];
+      if (static_cast<int64_t>(target.size()) > max_len - 1) target.resize(static_cast<size_t>(max_len - 1));
+      std::vector<int32_t> in{data.bos_id};
+      in.insert(in.end(), target.begin(), target.end());
+      t_in.push_back(std::move(in));
+      target.push_back(data.eos_id);
+      result.tgt_tokens += static_cast<int64_t>(target.size());
+      t_out.push_back(std::move(target));
+    }
+    const Tensor logits = model.forward(pad_batch(s, data.pad_id), pad_batch(t_in, data.pad_id));
+    const Tensor target = pad_batch(t_out, data.pad_id);
+    loss_sum += translator::translation_loss(logits, target, data.pad_id, options.label_smoothing).item();
+    nll_sum += translator::translation_loss(logits, target, data.pad_id, 0.0).item();
+  }
+  if (result.tgt_tokens > 0) {
+    result.loss = loss_sum / static_cast<double>(result.tgt_tokens);
+    result.nll = nll_sum / static_cast<double>(result.tgt_tokens);
+  }
+
+  if (options.max_sentences >= 0) {
+    const size_t n = options.max_sentences == 0 ? src.size()
+                                                 : std::min(src.size(), static_cast<size_t>(options.max_sentences));
+    std::vector<std::vector<int32_t>> sources;
+    for (size_t i = 0; i < n; ++i) {
+      sources.push_back(with_eos(src[i], max_len, data.eos_id));
+      result.sources.push_back(data.src_tokenizer->decode(src[i]));
+      result.references.push_back(data.tgt_tokenizer->decode(tgt[i]));
+    }
+    for (const auto& h : translate_batched(model, sources, options.decode, options.batch_tokens)) {
+      result.hypotheses.push_back(data.tgt_tokenizer->decode(h.tokens));
+    }
+    result.sentences = static_cast<int64_t>(n);
+    result.bleu = translator::corpus_bleu(result.hypotheses, result.references);
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace px

@@ -1,0 +1,177 @@
+// Translator: option checks, module construction in the parameter-name order of transformer.h, the encoder
+// and (incremental) decoder passes, the decoder cache's row selection and the label-smoothed training loss.
+#include "models/translator/transformer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "core/ops/ops.h"
+#include "core/util/error.h"
+
+namespace px::translator {
+
+namespace {
+
+// A Module that only holds named children: the encoder and decoder stacks ("layers" and, pre-norm, "norm").
+class Container : public nn::Module {
+ public:
+  explicit Container(const std::string& type_name) : Module(type_name) {}
+  template <typename M>
+  std::shared_ptr<M> add(const std::string& name, std::shared_ptr<M> module) {
+    return register_module(name, std::move(module));
+  }
+};
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw ConfigError("TranslatorOptions." + message);
+}
+
+// fairseq's embedding init: N(0, d^-1/2), with the pad row zero so padding embeds to the positions only.
+std::shared_ptr<nn::Embedding> make_embedding(int64_t vocab, const TranslatorOptions& options, Generator& gen) {
+  auto table = std::make_shared<nn::Embedding>(vocab, options.d_model, gen, options.dtype);
+  NoGradGuard no_grad;
+  mul_(table->weight(), 1.0 / std::sqrt(static_cast<double>(options.d_model)));
+  fill_(narrow(table->weight(), 0, options.pad_id, 1), 0.0);
+  return table;
+}
+
+}  // namespace
+
+void check_options(const TranslatorOptions& options) {
+  require(options.src_vocab > 0, "src_vocab: must be positive, got " + std::to_string(options.src_vocab));
+  require(options.tgt_vocab > 0, "tgt_vocab: must be positive, got " + std::to_string(options.tgt_vocab));
+  require(options.d_model > 0, "d_model: must be positive, got " + std::to_string(options.d_model));
+  require(options.num_heads > 0, "num_heads: must be positive, got " + std::to_string(options.num_heads));
+  require(options.d_model % options.num_heads == 0, "d_model: " + std::to_string(options.d_model) +
+                                                        " is not divisible by num_heads " +
+                                                        std::to_string(options.num_heads));
+  require(options.encoder_layers > 0,
+          "encoder_layers: must be positive, got " + std::to_string(options.encoder_layers));
+  require(options.decoder_layers > 0,
+          "decoder_layers: must be positive, got " + std::to_string(options.decoder_layers));
+  require(options.d_ff > 0, "d_ff: must be positive, got " + std::to_string(options.d_ff));
+  require(options.dropout >= 0.0 && options.dropout < 1.0,
+          "dropout: must be in [0, 1), got " + std::to_string(options.dropout));
+  require(options.attention_dropout >= 0.0 && options.attention_dropout < 1.0,
+          "attention_dropout: must be in [0, 1), got " + std::to_string(options.attention_dropout));
+  require(options.max_positions > 0, "max_positions: must be positive, got " + std::to_string(options.max_positions));
+  require(!options.share_embeddings || options.src_vocab == options.tgt_vocab,
+          "share_embeddings: needs src_vocab == tgt_vocab, got " + std::to_string(options.src_vocab) + " and " +
+              std::to_string(options.tgt_vocab));
+  require(options.pad_id >= 0 && options.pad_id < std::min(options.src_vocab, options.tgt_vocab),
+          "pad_id: " + std::to_string(options.pad_id) + " is outside both vocabularies");
+  require(is_floating(options.dtype), "dtype: must be floating point");
+}
+
+Translator::Translator(const TranslatorOptions& options, Generator& init_gen, Generator& dropout_gen)
+    : Module("Translator"), options_(options) {
+  check_options(options);
+  const TranslatorOptions& o = options_;
+  if (o.share_embeddings) {
+    src_embed_ = tgt_embed_ = register_module("embed", make_embedding(o.src_vocab, o, init_gen));
+  } else {
+    src_embed_ = register_module("src_embed", make_embedding(o.src_vocab, o, init_gen));
+    tgt_embed_ = register_module("tgt_embed", make_embedding(o.tgt_vocab, o, init_gen));
+  }
+  positions_ = register_module(
+      "positions", std::make_shared<nn::SinusoidalPositionalEncoding>(o.d_model, o.max_positions, o.dtype));
+  embed_dropout_ = register_module("embed_dropout", std::make_shared<nn::Dropout>(o.dropout, dropout_gen));
+
+  auto encoder = std::make_shared<Container>("TransformerEncoder");
+  auto encoder_layers = encoder->add("layers", std::make_shared<nn::ModuleList>());
+  for (int64_t i = 0; i < o.encoder_layers; ++i) {
+    encoder_layers_.push_back(encoder_layers->push_back(std::make_shared<TransformerEncoderLayer>(
+        o.d_model, o.num_heads, o.d_ff, o.dropout, o.attention_dropout, o.activation, o.pre_norm, init_gen,
+        dropout_gen, o.dtype)));
+  }
+  if (o.pre_norm) encoder_norm_ = encoder->add("norm", std::make_shared<nn::LayerNorm>(o.d_model, 1e-5, true, o.dtype));
+  encoder_ = register_module("encoder", encoder);
+
+  auto decoder = std::make_shared<Container>("TransformerDecoder");
+  auto decoder_layers = decoder->add("layers", std::make_shared<nn::ModuleList>());
+  for (int64_t i = 0; i < o.decoder_layers; ++i) {
+    decoder_layers_.push_back(decoder_layers->push_back(std::make_shared<TransformerDecoderLayer>(
+        o.d_model, o.num_heads, o.d_ff, o.dropout, o.attention_dropout, o.activation, o.pre_norm, init_gen,
+        dropout_gen, o.dtype)));
+  }
+  if (o.pre_norm) decoder_norm_ = decoder->add("norm", std::make_shared<nn::LayerNorm>(o.d_model, 1e-5, true, o.dtype));
+  decoder_ = register_module("decoder", decoder);
+
+  if (!o.tie_output) {
+    output_proj_ = register_module(
+        "output_proj", std::make_shared<nn::Linear>(o.d_model, o.tgt_vocab, init_gen, /*bias=*/false, o.dtype));
+  }
+}
+
+// dropout(table(ids) * sqrt(d) + PE[offset : offset + L])
+Tensor Translator::embed(const nn::Embedding& table, const Tensor& ids, int64_t offset) const {
+  CHECK(ids.defined() && ids.dim() == 2 && (ids.dtype() == DType::i64 || ids.dtype() == DType::i32))
+      << "Translator: token ids must be integer (B, L), got " << (ids.defined() ? ids.str() : "undefined");
+  if (offset + ids.size(1) > options_.max_positions) {
+    throw DataError("Translator: positions [" + std::to_string(offset) + ", " + std::to_string(offset + ids.size(1)) +
+                    ") exceed max_positions " + std::to_string(options_.max_positions));
+  }
+  const Tensor scaled = table.forward(ids) * std::sqrt(static_cast<double>(options_.d_model));  // (B, L, d)
+  return embed_dropout_->forward(positions_->forward(scaled, offset));
+}
+
+Encoded Translator::encode(const Tensor& src) const {
+  Encoded enc;
+  enc.pad_mask = eq(src, full_like(src, static_cast<double>(options_.pad_id)));  // (B, S) bool
+  Tensor h = embed(*src_embed_, src, 0);  // (B, S, d)
+  for (const auto& layer : encoder_layers_) h = layer->forward(h, enc.pad_mask);
+  enc.memory = encoder_norm_ ? encoder_norm_->forward(h) : h;
+  return enc;
+}
+
+Tensor Translator::decode(const Tensor& tgt_in, const Encoded& enc, DecoderCache* cache) const {
+  CHECK(enc.pad_mask.defined()) << "Translator::decode: the encoder's pad_mask is undefined";
+  const int64_t offset = cache != nullptr ? cache->length : 0;
+  if (cache != nullptr) {
+    CHECK_EQ(cache->layers.size(), decoder_layers_.size())
+        << "Translator::decode: the cache has the wrong number of layers (use new_cache())";
+  }
+  Tensor h = embed(*tgt_embed_, tgt_in, offset);  // (B, T, d)
+  for (size_t i = 0; i < decoder_layers_.size(); ++i) {
+    h = decoder_layers_[i]->forward(h, enc.memory, enc.pad_mask, cache != nullptr ? &cache->layers[i] : nullptr);
+  }
+  if (decoder_norm_) h = decoder_norm_->forward(h);
+  if (cache != nullptr) cache->length += tgt_in.size(1);
+  return output_proj_ ? output_proj_->forward(h) : linear(h, tgt_embed_->weight());  // (B, T, V_tgt)
+}
+
+Tensor Translator::forward(const Tensor& src, const Tensor& tgt_in) const { return decode(tgt_in, encode(src)); }
+
+DecoderCache Translator::new_cache() const {
+  DecoderCache cache;
+  cache.layers.resize(decoder_layers_.size());
+  return cache;
+}
+
+void DecoderCache::select_rows(const Tensor& rows) {
+  CHECK(rows.defined() && rows.dim() == 1 && rows.dtype() == DType::i64)
+      << "DecoderCache::select_rows: rows must be i64 (B'), got " << (rows.defined() ? rows.str() : "undefined");
+  for (DecoderLayerCache& layer : layers) {
+    for (nn::KVCache* kv : {&layer.self_attn, &layer.cross_attn}) {
+      if (kv->empty()) continue;
+      kv->k = index_select(kv->k, 0, rows);
+      kv->v = index_select(kv->v, 0, rows);
+    }
+  }
+}
+
+Tensor translation_loss(const Tensor& logits, const Tensor& tgt_out, int64_t pad_id, double label_smoothing,
+                        Reduction reduction) {
+  CHECK(logits.dim() == 3 && tgt_out.dim() == 2 && tgt_out.size(0) == logits.size(0) &&
+        tgt_out.size(1) == logits.size(1))
+      << "translation_loss: logits " << logits.str() << " must be (B, T, V) for targets " << tgt_out.str();
+  if (!(label_smoothing >= 0.0 && label_smoothing < 1.0)) {
+    throw ConfigError("label_smoothing: must be in [0, 1), got " + std::to_string(label_smoothing));
+  }
+  const int64_t rows = logits.size(0) * logits.size(1);
+  return cross_entropy(reshape(logits, {rows, logits.size(2)}), reshape(tgt_out, {rows}), pad_id, label_smoothing,
+                       reduction);
+}
+
+}  // namespace px::translator

@@ -1,0 +1,104 @@
+// Translator: the encoder-decoder Transformer of "Attention Is All You Need" (embeddings scaled by
+// sqrt(d), sinusoidal positions, encoder and decoder stacks, output projection) and its training loss.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "core/nn/dropout.h"
+#include "core/nn/embedding.h"
+#include "core/nn/layer_norm.h"
+#include "core/nn/linear.h"
+#include "core/nn/module.h"
+#include "core/nn/module_list.h"
+#include "core/nn/positional_encoding.h"
+#include "core/ops/loss.h"
+#include "core/util/generator.h"
+#include "models/translator/transformer_layers.h"
+
+namespace px::translator {
+
+struct TranslatorOptions {
+  int64_t src_vocab = 0, tgt_vocab = 0;
+  int64_t d_model = 512, num_heads = 8, encoder_layers = 6, decoder_layers = 6, d_ff = 2048;
+  double dropout = 0.1;            // embeddings and sublayer outputs
+  double attention_dropout = 0.0;  // attention probabilities
+  nn::Activation activation = nn::Activation::relu;
+  bool pre_norm = false;           // pre-norm adds a final LayerNorm after each stack (encoder.norm, decoder.norm)
+  bool share_embeddings = false;   // one table `embed` for both sides; needs src_vocab == tgt_vocab
+  bool tie_output = false;         // logits = h @ tgt_embed^T (no output_proj.weight)
+  int64_t max_positions = 1024;
+  int64_t pad_id = 0;
+  DType dtype = DType::f32;
+};
+
+// Inconsistent options (d_model % num_heads, share_embeddings with different vocabularies, zero sizes,
+// dropout outside [0, 1)) are a px::ConfigError naming the option.
+void check_options(const TranslatorOptions& options);
+
+// The encoder's output for one batch of sources.
+struct Encoded {
+  Tensor memory;    // (B, S, d)
+  Tensor pad_mask;  // (B, S) bool, true = padding
+};
+
+// A decoder's state while decoding one position at a time.
+struct DecoderCache {
+  std::vector<DecoderLayerCache> layers;  // one per decoder layer
+  int64_t length = 0;                     // positions decoded so far (the positional offset)
+
+  // Keeps batch rows `rows` (i64 (B'), indices into the current batch) of every cached tensor, in that order:
+  // beam search's reordering after each step and dropping finished sentences.
+  void select_rows(const Tensor& rows);
+};
+
+// Parameter names (pre-norm, separate embeddings, untied output):
+//   src_embed.weight (V_src, d), tgt_embed.weight (V_tgt, d)   [share_embeddings: embed.weight]
+//   encoder.layers.<i>.{self_attn.{qkv,out}, ff.{fc1,fc2}, norm1, norm2}.{weight,bias}, encoder.norm.*
+//   decoder.layers.<i>.{self_attn.{qkv,out}, cross_attn.{q,kv,out}, ff.*, norm1..3}.*, decoder.norm.*
+//   output_proj.weight (V_tgt, d)   [tie_output: none; the target table is used]
+// Embeddings are drawn N(0, d^-1/2) with the pad row zero (fairseq), attention as torch's MultiheadAttention,
+// other Linears torch's default. Embedding outputs are scaled by sqrt(d) before positions are added.
+class Translator : public nn::Module {
+ public:
+  // Weights from init_gen; dropout masks from dropout_gen, which must outlive the model.
+  Translator(const TranslatorOptions& options, Generator& init_gen, Generator& dropout_gen);
+
+  // src i64 (B, S), right-padded with pad_id -> memory (B, S, d) and the padding mask.
+  // Here and in decode, positions beyond max_positions are a px::DataError naming it.
+  Encoded encode(const Tensor& src) const;
+  // tgt_in i64 (B, T) (bos + target, right-padded) -> logits (B, T, V_tgt), teacher forced and causal.
+  // With a cache, tgt_in holds only the next positions (usually T = 1) after cache->length decoded ones and
+  // the cache is extended; enc.memory may then be undefined once the cross-attention caches are filled.
+  Tensor decode(const Tensor& tgt_in, const Encoded& enc, DecoderCache* cache = nullptr) const;
+  // decode(tgt_in, encode(src)) -> (B, T, V_tgt)
+  Tensor forward(const Tensor& src, const Tensor& tgt_in) const;
+
+  // An empty cache with one entry per decoder layer.
+  DecoderCache new_cache() const;
+
+  const TranslatorOptions& options() const { return options_; }
+
+ private:
+  // ids (B, L) -> dropout(embed(ids) * sqrt(d) + PE[offset:offset+L]) (B, L, d)
+  Tensor embed(const nn::Embedding& table, const Tensor& ids, int64_t offset) const;
+
+  TranslatorOptions options_;
+  std::shared_ptr<nn::Embedding> src_embed_, tgt_embed_;  // the same object when shared
+  std::shared_ptr<nn::SinusoidalPositionalEncoding> positions_;
+  std::shared_ptr<nn::Dropout> embed_dropout_;
+  std::shared_ptr<nn::Module> encoder_, decoder_;  // containers of `layers` (ModuleList) and `norm`
+  std::vector<std::shared_ptr<TransformerEncoderLayer>> encoder_layers_;
+  std::vector<std::shared_ptr<TransformerDecoderLayer>> decoder_layers_;
+  std::shared_ptr<nn::LayerNorm> encoder_norm_, decoder_norm_;  // pre-norm only
+  std::shared_ptr<nn::Linear> output_proj_;  // untied only, no bias
+};
+
+// Label-smoothed cross-entropy of the target tokens, padding ignored:
+//   loss_i = (1 - eps) * -log p(y_i) + eps * mean_c(-log p(c)), summed over non-pad positions
+// (Reduction::sum, what the trainer divides by the global target-token count) or averaged over them.
+// logits (B, T, V); tgt_out i64 (B, T) with pad_id at padding -> 0-d
+Tensor translation_loss(const Tensor& logits, const Tensor& tgt_out, int64_t pad_id, double label_smoothing,
+                        Reduction reduction = Reduction::sum);
+
+}  // namespace px::translator
