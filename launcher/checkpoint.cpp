@@ -219,7 +219,12 @@ void write_tensor(data::H5File& file, const std::string& name, const Tensor& t, 
   const Tensor host = host_contiguous(t);
   const DiskLayout layout = disk_layout(host.dtype(), host.shape());
   const std::string dataset = dataset_name(name);
-  file.create_dataset(dataset, layout.dtype, Shape(layout.shape.begin() + 1, layout.shape.end()));
+  // Chunks of at most ~1 MiB, never more rows than the tensor has: a bias is one small chunk, not 1 MiB.
+  const Shape inner(layout.shape.begin() + 1, layout.shape.end());
+  const int64_t row_bytes = std::max<int64_t>(1, shape_numel(inner) * static_cast<int64_t>(dtype_size(layout.dtype)));
+  data::DatasetOptions options;
+  options.chunk_rows = std::clamp<int64_t>((int64_t{1} << 20) / row_bytes, 1, std::max<int64_t>(1, layout.shape[0]));
+  file.create_dataset(dataset, layout.dtype, inner, options);
   file.append(dataset, layout.dtype, host.raw_data(), layout.shape[0]);
   ckpt::proto::TensorEntry* entry = manifest.add_tensors();
   entry->set_name(name);

@@ -111,10 +111,10 @@ struct LogWindow {
 
 class Trainer {
  public:
-  Trainer(const TrainCommand& command, config::Config config)
+  Trainer(const TrainCommand& command, config::Config config, TranslationData data)
       : run_{command.run_dir},
         config_(std::move(config)),
-        data_(open_translation_data(config_)),
+        data_(std::move(data)),
         bundle_(build_translator(config_, data_)),
         model_(*bundle_.model),
         schedule_(make_schedule(config_)),
@@ -135,10 +135,11 @@ class Trainer {
   int run() {
     const auto& train = config_.train();
     LOG(INFO) << "model: " << model_.num_parameters() << " parameters; config:\n" << config_to_text(config_);
-    std::printf("model: %.2fM parameters, vocab %lld/%lld; training to step %lld%s\n",
+    std::printf("model: %.2fM parameters, vocab %lld/%lld; training to step %lld",
                 static_cast<double>(model_.num_parameters()) / 1e6, static_cast<long long>(data_.src_vocab),
-                static_cast<long long>(data_.tgt_vocab), static_cast<long long>(train.max_steps()),
-                train.max_minutes() > 0 ? (" or " + std::to_string(train.max_minutes()) + " minutes").c_str() : "");
+                static_cast<long long>(data_.tgt_vocab), static_cast<long long>(train.max_steps()));
+    if (train.max_minutes() > 0) std::printf(" or for %g minutes", train.max_minutes());
+    std::printf("\n");
     if (state_.step >= train.max_steps()) {
       std::printf("nothing to do: step %lld >= train.max_steps %lld (raise it with --set train.max_steps=N)\n",
                   static_cast<long long>(state_.step), static_cast<long long>(train.max_steps()));
@@ -219,7 +220,8 @@ class Trainer {
     checkpoint();
     std::printf("%s at step %lld; checkpoint saved in %s/checkpoints\n", stop_reason.c_str(),
                 static_cast<long long>(state_.step), run_.root.c_str());
-    if (last_eval_step_ != state_.step) evaluate();
+    // A stop request (preemption) leaves now; a run that reached its limit reports its final quality.
+    if (signals.received() == 0 && last_eval_step_ != state_.step) evaluate();
     return 0;
   }
 
@@ -298,11 +300,15 @@ int run_train(const TrainCommand& command) {
   if (command.run_dir.empty()) throw UsageError("train: --run-dir is required");
   const RunDir run{command.run_dir};
   config::Config config = resolve_config(command, run);
-  // Everything the run reads is checked before the run dir is touched.
+  // Everything the run reads is checked before the run dir is touched: the config, the dataset, its splits.
+  TranslationData data = open_translation_data(config);
+  data.shards(config.data().train_split());
+  data.shards(config.data().valid_split());
   set_num_threads(config.train().threads() > 0 ? config.train().threads() : default_num_threads());
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines reach a redirected log as they happen
   fs::create_directories(run.root);
   log_to_files(run.logs(), 0);
-  Trainer trainer(command, config);
+  Trainer trainer(command, config, std::move(data));
   write_file_atomically(run.config(), config_to_text(config));
   return trainer.run();
 }
