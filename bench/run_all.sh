@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# bench/run_all.sh: runs both benchmarks from an existing build dir (builds nothing) and prints their
-# SUMMARY lines. Usage: bench/run_all.sh [BUILD_DIR] [--quick]; THREADS (default 2) sets every thread pool.
+# bench/run_all.sh: runs the GEMM, ops-block and translator-step benchmarks of a build dir (builds nothing), then
+# their SUMMARY lines. Usage: bench/run_all.sh [BUILD_DIR] [--quick]; THREADS (default 2) sets every thread pool.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 build="${1:-$here/../build}"
@@ -10,10 +10,10 @@ quick=""
 threads="${THREADS:-2}"
 export PARALLAX_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads"
 
-for bin in bench_gemm bench_ops; do
+for bin in bench_gemm bench_ops bench_translator_step; do
   if [[ ! -x "$build/bench/$bin" ]]; then
     echo "run_all.sh: $build/bench/$bin is missing; build it first:" >&2
-    echo "  cmake --build $build --target bench_gemm bench_ops" >&2
+    echo "  cmake --build $build --target bench_gemm bench_ops bench_translator_step" >&2
     exit 1
   fi
 done
@@ -26,5 +26,9 @@ echo "== bench_gemm $quick"
 echo "== ops_vs_torch"
 if [[ -n "$quick" ]]; then runs=3; else runs=5; fi
 /usr/bin/python3 "$here/ops_vs_torch.py" --build-dir "$build" --threads "$threads" --runs "$runs" | tee -a "$log"
+echo "== translator step vs torch"
+if [[ -n "$quick" ]]; then step_args=(--configs tiny --runs 3 --reps 3); else step_args=(--configs tiny,base --runs 3 --reps 3); fi
+/usr/bin/python3 "$here/translator/step_vs_torch.py" --build-dir "$build" --threads "$threads" "${step_args[@]}" |
+  tee -a "$log"
 echo "== summary (load now $(cut -d' ' -f1-3 /proc/loadavg))"
 grep '^SUMMARY' "$log"

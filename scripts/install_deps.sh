@@ -14,7 +14,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libpugixml-dev
   libsentencepiece-dev sentencepiece
   libpng-dev libjpeg-dev zlib1g-dev
-  python3 python3-torch python3-numpy python3-h5py
+  python3 python3-torch python3-numpy python3-h5py python3-sentencepiece
   # data: the corpora and fixtures (data/corpora/, tests/data/)
   libsword-utils sword-text-kjv sword-text-sparv
   dataset-fashion-mnist labelme-examples

@@ -1,0 +1,132 @@
+#!/usr/bin/python3
+# bench/translator/step_vs_torch.py: runs bench_translator_step (Parallax) and step_torch.py (PyTorch) on the
+# same model config, batch and threads, several processes each, interleaved; prints medians, GFLOP/s and ratio.
+"""Compare one translator training step (forward + loss + backward + AdamW) of Parallax and PyTorch.
+
+Each run is one process that builds the model, warms up and times --reps steps, and reports their
+median (and the median forward, backward and optimizer phases). The driver alternates Parallax and
+PyTorch runs (which goes first alternates too) and takes the median over runs, per config.
+ratio = parallax_ms / torch_ms: below 1.0 Parallax is faster (target <= 1.0). It builds nothing.
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+from ops_vs_torch import load, run_json  # noqa: E402  (same process runner and load reading)
+from step_args import CONFIGS, MODEL_KEYS, RUN_KEYS, add_run_args, flags  # noqa: E402
+
+PHASES = ("fwd_ms", "bwd_ms", "opt_ms")
+
+
+def gemm_reference(build_dir, threads, M, K, N, env):
+    """OpenBLAS's rate (GFLOP/s) on this model's FFN fc1 GEMMs (M x K -> N, fwd + bwd) from bench_gemm, or None."""
+    exe = os.path.join(build_dir, "bench", "bench_gemm")
+    if not os.access(exe, os.X_OK):
+        return None
+    p = subprocess.run([exe, "--threads", str(threads), "--shapes", f"{M}x{K}x{N}", "--reps", "3"], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    m = re.search(r"^SUMMARY bench_gemm .* raw_gflops=([0-9.]+)", p.stdout, re.M)
+    return float(m.group(1)) if p.returncode == 0 and m else None
+
+
+def med(runs, key):
+    """Median over runs of one field of their JSON lines."""
+    return statistics.median(r[key] for r in runs)
+
+
+def check_same(px, th, config):
+    """Both sides must have run the same batch and the same architecture, else the ratio means nothing."""
+    for key in ("B", "S", "T", "src_tokens", "tgt_tokens", "batch_hash", "params"):
+        if px[key] != th[key]:
+            sys.exit(f"{config}: parallax and torch differ in {key}: {px[key]} vs {th[key]}")
+    if abs(px["gflop"] - th["gflop"]) > 1e-3 * px["gflop"]:
+        sys.exit(f"{config}: FLOP counts differ: {px['gflop']} vs {th['gflop']}")
+
+
+def compare(config, a, bench, env):
+    common = flags(CONFIGS[config], MODEL_KEYS) + flags(a, RUN_KEYS)
+    px_cmd = [bench] + common
+    th_cmd = [a.python, os.path.join(HERE, "step_torch.py")] + common
+    load_before = load()
+    px_runs, th_runs = [], []
+    for i in range(a.runs):
+        order = [(px_cmd, px_runs), (th_cmd, th_runs)]
+        if i % 2:
+            order.reverse()
+        for cmd, sink in order:
+            sink.append(run_json(cmd, env))
+    px0, th0 = px_runs[0], th_runs[0]
+    check_same(px0, th0, config)
+    px_ms, th_ms, gflop = med(px_runs, "median_ms"), med(th_runs, "median_ms"), px0["gflop"]
+    c = CONFIGS[config]
+    B, S, T = px0["B"], px0["S"], px0["T"]
+    print(f"## {config}: d={c['d_model']} layers={c['encoder_layers']}+{c['decoder_layers']} heads={c['heads']} "
+          f"ffn={c['d_ff']} {'pre' if c['pre_norm'] else 'post'}-norm vocab={c['vocab']} shared+tied; "
+          f"{px0['params'] / 1e6:.2f} M params")
+    print(f"# batch B={B} S={S} T={T} (padded), {px0['src_tokens']} + {px0['tgt_tokens']} real tokens "
+          f"({100.0 * (1 - (px0['src_tokens'] + px0['tgt_tokens']) / (B * (S + T))):.0f}% padding), "
+          f"dropout={a.dropout} attention_dropout={a.attention_dropout} label_smoothing={a.label_smoothing}; "
+          f"threads={a.threads}, {a.runs} runs x {a.reps} steps (after {a.warmup} warm-up), interleaved; "
+          f"torch {th0['torch']}, OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY', 'unset')}")
+    print(f"# first loss: parallax {px0['first_loss']:.3f}, torch {th0['first_loss']:.3f} (same init distributions, "
+          f"different draws: they should agree to a few %)")
+    gemm = None if a.no_gemm_ref else gemm_reference(a.build_dir, a.threads, B * T, c["d_model"], c["d_ff"], env)
+    ref = f"; OpenBLAS on the FFN GEMM {B * T}x{c['d_model']}x{c['d_ff']} (fwd+bwd): {gemm:.0f} GFLOP/s" if gemm else ""
+    print(f"# model work {gflop:.2f} GFLOP per step; measured FMA peak {px0['peak_gflops']:.0f} GFLOP/s{ref}")
+    print(f"# load before {load_before}, after {load()}")
+    print(f"#   parallax run medians (ms): {[r['median_ms'] for r in px_runs]}")
+    print(f"#   torch    run medians (ms): {[r['median_ms'] for r in th_runs]}")
+    print(f"parallax: median {px_ms:8.1f} ms  {gflop / px_ms * 1e3:7.1f} GFLOP/s")
+    print(f"torch:    median {th_ms:8.1f} ms  {gflop / th_ms * 1e3:7.1f} GFLOP/s")
+    print(f"ratio parallax/torch (time) = {px_ms / th_ms:.3f}  (target <= 1.0)")
+    print(f"# {'phase':<10} {'px_ms':>9} {'torch_ms':>9} {'px/torch':>9}   (median over runs of per-run medians)")
+    for phase in PHASES:
+        p, t = med(px_runs, phase), med(th_runs, phase)
+        print(f"# {phase[:-3]:<10} {p:9.1f} {t:9.1f} {p / t:9.2f}")
+    px_cpu, th_cpu = med(px_runs, "cpu_median_ms"), med(th_runs, "cpu_median_ms")
+    print(f"# process CPU time per step: parallax {px_cpu:.1f} ms, torch {th_cpu:.1f} ms, ratio {px_cpu / th_cpu:.3f}")
+    print(f"SUMMARY translator_step config={config} B={B} S={S} T={T} threads={a.threads} px_ms={px_ms:.2f} "
+          f"torch_ms={th_ms:.2f} px_gflops={gflop / px_ms * 1e3:.1f} torch_gflops={gflop / th_ms * 1e3:.1f} "
+          f"ratio_px_over_torch={px_ms / th_ms:.3f}")
+    if a.profile:
+        p = subprocess.run(th_cmd + ["--profile"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        print(f"# torch.profiler, 3 steps, ops by self CPU time:\n{p.stderr}")
+    sys.stdout.flush()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", default=os.environ.get("PARALLAX_BUILD_DIR", os.path.join(HERE, "..", "..", "build")))
+    ap.add_argument("--python", default="/usr/bin/python3", help="interpreter with torch for the peer")
+    ap.add_argument("--runs", type=int, default=5, help="processes per side and config (interleaved)")
+    ap.add_argument("--configs", default="tiny,base", help=f"comma-separated, of {','.join(CONFIGS)}")
+    ap.add_argument("--omp-wait-policy", choices=("passive", "active"),
+                    help="OMP_WAIT_POLICY for both sides (default: the environment's)")
+    ap.add_argument("--no-gemm-ref", action="store_true", help="skip the bench_gemm reference rate")
+    ap.add_argument("--profile", action="store_true", help="also print torch.profiler's per-op table")
+    add_run_args(ap)
+    a = ap.parse_args()
+    configs = [c for c in a.configs.split(",") if c]
+    for c in configs:
+        if c not in CONFIGS:
+            sys.exit(f"--configs: unknown config {c!r} (known: {', '.join(CONFIGS)})")
+
+    bench = os.path.join(a.build_dir, "bench", "bench_translator_step")
+    if not os.access(bench, os.X_OK):
+        sys.exit(f"{bench} not found: build it with cmake --build {a.build_dir} --target bench_translator_step")
+    env = dict(os.environ)
+    for k in ("PARALLAX_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[k] = str(a.threads)
+    if a.omp_wait_policy:
+        env["OMP_WAIT_POLICY"] = a.omp_wait_policy
+    for c in configs:
+        compare(c, a, bench, env)
+
+
+if __name__ == "__main__":
+    main()
