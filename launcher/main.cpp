@@ -1,6 +1,9 @@
 // The `parallax` binary: parses the subcommand line with CLI11, runs it, and turns a px::Error (bad
 // user input) or a command-line error into one line on stderr and exit code 2.
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 
 #include <CLI/CLI.hpp>
 
@@ -10,7 +13,23 @@
 #include "launcher/demo.h"
 #include "launcher/translator_commands.h"
 
+namespace {
+
+// libgomp reads its wait policy once, when it is loaded. Its default spins idle workers for ~300k
+// iterations per barrier, which on a busy machine (ctest -j, another job on the node) keeps a descheduled
+// thread's partners burning whole time slices: decoding ran 89% inside libgomp's spin loop. A short spin
+// (GOMP_SPINCOUNT=20000, tens of microseconds) keeps barriers fast on a quiet machine and sleeps on a busy
+// one. Set before libgomp loads by re-executing once; an explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+void use_short_openmp_spin(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) return;
+  setenv("GOMP_SPINCOUNT", "20000", 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: run on with libgomp's default
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  use_short_openmp_spin(argv);
   CLI::App app{"parallax: trains Transformer models (translation, detection) across CPUs and GPUs"};
   app.require_subcommand(1);
   int exit_code = 0;
