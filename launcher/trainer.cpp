@@ -304,10 +304,12 @@ int run_train(const TrainCommand& command) {
   TranslationData data = open_translation_data(config);
   data.shards(config.data().train_split());
   data.shards(config.data().valid_split());
+  check_run_tokenizer(run, data, /*record=*/false);
   set_num_threads(config.train().threads() > 0 ? config.train().threads() : default_num_threads());
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines reach a redirected log as they happen
   fs::create_directories(run.root);
   log_to_files(run.logs(), 0);
+  check_run_tokenizer(run, data, /*record=*/true);
   Trainer trainer(command, config, std::move(data));
   write_file_atomically(run.config(), config_to_text(config));
   return trainer.run();

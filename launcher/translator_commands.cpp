@@ -45,6 +45,7 @@ LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& o
   const int threads = loaded.config.train().threads();
   set_num_threads(threads > 0 ? threads : default_num_threads());
   loaded.data = open_translation_data(loaded.config);
+  check_run_tokenizer(run, loaded.data, /*record=*/false);
   loaded.bundle = build_translator(loaded.config, loaded.data);
   loaded.step = load_checkpoint(*latest, *loaded.bundle.model, nullptr, nullptr).step();
   loaded.bundle.model->eval();

@@ -2,6 +2,7 @@
 #include "launcher/translator_setup.h"
 
 #include <filesystem>
+#include <fstream>
 
 #include "core/util/error.h"
 #include "data/dataset_index.h"
@@ -51,6 +52,24 @@ TranslationData open_translation_data(const config::Config& config) {
                       " has separate source and target tokenizers; set model.share_embeddings: false");
   }
   return data;
+}
+
+void check_run_tokenizer(const RunDir& run, const TranslationData& data, bool record) {
+  const std::string& hash = data.index.tokenizer().hash();
+  std::ifstream in(run.tokenizer_hash());
+  if (in) {
+    std::string trained;
+    std::getline(in, trained);
+    if (trained != hash) {
+      throw ConfigError("data.dir: " + data.dir + " has tokenizer " + hash + ", but the model in " + run.root +
+                        " was trained with tokenizer " + trained + "; point data.dir at the run's dataset");
+    }
+    return;
+  }
+  if (!record) return;
+  std::ofstream out(run.tokenizer_hash(), std::ios::trunc);
+  out << hash << '\n';
+  if (!out.flush()) throw Error(run.tokenizer_hash() + ": cannot write");
 }
 
 TranslatorBundle build_translator(const config::Config& config, const TranslationData& data) {

@@ -16,10 +16,12 @@
 
 namespace px {
 
-// <run_dir>/config.pbtxt (written at the first start), logs/, metrics.jsonl, checkpoints/.
+// <run_dir>/config.pbtxt (written at the first start), tokenizer.hash (the vocabulary the model was trained
+// with), logs/, metrics.jsonl, checkpoints/.
 struct RunDir {
   std::string root;
   std::string config() const { return root + "/config.pbtxt"; }
+  std::string tokenizer_hash() const { return root + "/tokenizer.hash"; }
   std::string logs() const { return root + "/logs"; }
   std::string metrics() const { return root + "/metrics.jsonl"; }
 };
@@ -43,6 +45,11 @@ struct TranslationData {
 // Reads <config.data.dir>/dataset.pbtxt and its tokenizer models. A missing directory, index or model is a
 // DataError naming it; a translation index is required.
 TranslationData open_translation_data(const config::Config& config);
+
+// A run's model only makes sense with the tokenizer it was trained with: when <run_dir>/tokenizer.hash exists
+// it must equal the data's tokenizer hash (ConfigError naming data.dir otherwise); when it does not and
+// `record` is set, it is written.
+void check_run_tokenizer(const RunDir& run, const TranslationData& data, bool record);
 
 // A Translator built from config + data, weights from `seed`-derived generators (training) or, after
 // construction, a checkpoint. Holds the generators the model draws from.

@@ -184,6 +184,13 @@ bad_input "eval on a missing dir" "$WORK/no_such_run" "no_such_run" eval --run-d
 bad_input "eval on a missing split" "$A" "nosuch" eval --run-dir "$A" --split nosuch
 bad_input "translate, overrides change the model" "$A" "model.d_model" translate --run-dir "$A" \
   --set model.d_model=64
+# A dataset of the same vocabulary size but another tokenizer (Spanish only): its ids mean other pieces.
+px "build-translation, another tokenizer" 0 data build-translation --src "$WORK/train.es" --tgt "$WORK/train.es" \
+  --valid-src "$WORK/valid.es" --valid-tgt "$WORK/valid.es" --test-src "$WORK/test.es" --test-tgt "$WORK/test.es" \
+  --out "$WORK/data_b" --shards 1 --vocab-size 300
+bad_input "resume on another tokenizer's data" "$A" "tokenizer" train --run-dir "$A" --set data.dir="$WORK/data_b" \
+  --set train.max_steps=12
+bad_input "eval on another tokenizer's data" "$A" "tokenizer" eval --run-dir "$A" --set data.dir="$WORK/data_b"
 
 # --- 6. SIGTERM saves a checkpoint and exits 0; the resume continues from that step. ------------------------
 T="$WORK/run_t"
