@@ -36,6 +36,18 @@ def run_json(cmd, env):
     return json.loads(lines[-1])
 
 
+def run_interleaved(px_cmd, th_cmd, runs, env):
+    """Runs both commands `runs` times, alternating which goes first; returns their JSON results."""
+    px_runs, th_runs = [], []
+    for i in range(runs):
+        order = [(px_cmd, px_runs), (th_cmd, th_runs)]
+        if i % 2:
+            order.reverse()
+        for cmd, sink in order:
+            sink.append(run_json(cmd, env))
+    return px_runs, th_runs
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", default=os.environ.get("PARALLAX_BUILD_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")))
@@ -57,13 +69,7 @@ def main():
     th_cmd = [a.python, os.path.join(HERE, "ops_block_torch.py")] + common
 
     load_before = load()
-    px_runs, th_runs = [], []
-    for i in range(a.runs):
-        order = [(px_cmd, px_runs), (th_cmd, th_runs)]
-        if i % 2:
-            order.reverse()
-        for cmd, sink in order:
-            sink.append(run_json(cmd, env))
+    px_runs, th_runs = run_interleaved(px_cmd, th_cmd, a.runs, env)
     px_med = statistics.median(r["median_ms"] for r in px_runs)
     th_med = statistics.median(r["median_ms"] for r in th_runs)
     gflop, gbytes, peak = px_runs[0]["gemm_gflop"], px_runs[0]["nongemm_gbytes"], px_runs[0]["peak_gflops"]

@@ -180,7 +180,8 @@ class Trainer {
                                                            train.label_smoothing());
       const double tokens = static_cast<double>(batch->global_tgt_tokens);
       backward(loss_sum * (1.0 / tokens));
-      const double loss_value = loss_sum.item() / tokens;
+      const double loss_total = loss_sum.item();
+      const double loss_value = loss_total / tokens;
       const double grad_norm = optim::clip_grad_norm(params, max_norm);
       if (std::isfinite(loss_value) && std::isfinite(grad_norm)) {
         optimizer_->step();
@@ -195,7 +196,7 @@ class Trainer {
       const double step_seconds = seconds_since(step_start);
       state_.train_seconds += step_seconds;
       window.steps += 1;
-      window.loss_sum += loss_sum.item();
+      window.loss_sum += loss_total;
       window.tgt_tokens += tokens;
       window.seconds += step_seconds;
       window.grad_norm_sum += grad_norm;

@@ -17,7 +17,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
-from ops_vs_torch import load, run_json  # noqa: E402  (same process runner and load reading)
+from ops_vs_torch import load, run_interleaved, run_json  # noqa: E402  (same runner and load reading)
 from step_args import CONFIGS, MODEL_KEYS, RUN_KEYS, add_run_args, flags  # noqa: E402
 
 PHASES = ("fwd_ms", "bwd_ms", "opt_ms")
@@ -53,13 +53,7 @@ def compare(config, a, bench, env):
     px_cmd = [bench] + common
     th_cmd = [a.python, os.path.join(HERE, "step_torch.py")] + common
     load_before = load()
-    px_runs, th_runs = [], []
-    for i in range(a.runs):
-        order = [(px_cmd, px_runs), (th_cmd, th_runs)]
-        if i % 2:
-            order.reverse()
-        for cmd, sink in order:
-            sink.append(run_json(cmd, env))
+    px_runs, th_runs = run_interleaved(px_cmd, th_cmd, a.runs, env)
     px0, th0 = px_runs[0], th_runs[0]
     check_same(px0, th0, config)
     px_ms, th_ms, gflop = med(px_runs, "median_ms"), med(th_runs, "median_ms"), px0["gflop"]
