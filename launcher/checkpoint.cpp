@@ -26,6 +26,7 @@
 #include "core/util/check.h"
 #include "core/util/error.h"
 #include "data/hdf5_file.h"
+#include "parallel/tp/shard_spec.h"
 
 namespace px {
 namespace {
@@ -244,17 +245,64 @@ std::string parameter_name(const std::vector<std::pair<std::string, Tensor>>& na
   return "";
 }
 
-// Writes <dir>/tensors.h5 (synced to disk) and returns the manifest that describes it and `state`.
+// The spec of `t` when it is a sharded parameter of `model` under `layout`, else nullopt (replicated).
+std::optional<parallel::ShardSpec> sharded_spec(const std::vector<std::pair<std::string, Tensor>>& named,
+                                                const Tensor& t, const ShardLayout& layout) {
+  if (layout.tp == nullptr || layout.tp->size() == 1) return std::nullopt;
+  const auto it = layout.specs.find(parameter_name(named, t));
+  if (it == layout.specs.end() || !it->second.sharded()) return std::nullopt;
+  return it->second;
+}
+
+// Everything a checkpoint stores, as full (tp = 1) tensors.
+struct FullState {
+  std::vector<std::pair<std::string, Tensor>> model;  // state-dict key -> tensor
+  struct Param {
+    std::string name;
+    int64_t step = 0;
+    std::vector<std::pair<std::string, Tensor>> tensors;  // state key -> tensor
+  };
+  std::vector<Param> optimizer;
+
+  uint64_t bytes() const {
+    uint64_t total = 0;
+    for (const auto& [key, t] : model) total += byte_size(t);
+    for (const Param& p : optimizer)
+      for (const auto& [key, t] : p.tensors) total += byte_size(t);
+    return total;
+  }
+};
+
+// Collective over layout.tp: gathers every sharded tensor, in the same order on every rank.
+FullState gather_full_state(const nn::Module& model, const optim::Optimizer& optimizer, const ShardLayout& layout) {
+  const std::vector<std::pair<std::string, Tensor>> named = model.named_parameters();
+  auto full = [&](const Tensor& t, const Tensor& param) {
+    const std::optional<parallel::ShardSpec> spec = sharded_spec(named, param, layout);
+    return spec ? parallel::gather_shards(host_contiguous(t), *spec, *layout.tp) : t;
+  };
+  FullState state;
+  for (const auto& [key, t] : model.state_dict()) state.model.emplace_back(key, full(t, t));
+  for (const Tensor& param : optimizer.params()) {
+    const optim::ParamState* param_state = optimizer.state(param);
+    if (param_state == nullptr) continue;
+    FullState::Param saved;
+    saved.name = parameter_name(named, param);
+    CHECK(!saved.name.empty()) << "save_checkpoint: " << optimizer.name() << " parameter " << param.str()
+                               << " is not a parameter of the " << model.type_name();
+    saved.step = param_state->step;
+    for (const auto& [key, t] : param_state->tensors) {
+      CHECK(!key.empty() && key.find('/') == std::string::npos)
+          << optimizer.name() << ": state key '" << key << "' must be non-empty without '/'";
+      saved.tensors.emplace_back(key, full(t, param));
+    }
+    state.optimizer.push_back(std::move(saved));
+  }
+  return state;
+}
+
 // HDF5 1.10 can crash in H5Dclose after a write fails with ENOSPC/EFBIG, so a save that cannot fit is
 // refused before it starts: the tensors' bytes plus 5% and 1 MiB for HDF5's metadata must be available.
-void check_free_space(const std::string& dir, const nn::Module& model, const optim::Optimizer& optimizer) {
-  uint64_t bytes = 0;
-  for (const auto& [name, t] : model.state_dict()) bytes += static_cast<uint64_t>(t.numel() * dtype_size(t.dtype()));
-  for (const Tensor& p : optimizer.params()) {
-    if (const optim::ParamState* state = optimizer.state(p)) {
-      for (const auto& [key, t] : state->tensors) bytes += static_cast<uint64_t>(t.numel() * dtype_size(t.dtype()));
-    }
-  }
+void check_free_space(const std::string& dir, uint64_t bytes) {
   const uint64_t needed = bytes + bytes / 20 + (uint64_t{1} << 20);
   std::error_code ec;
   const fs::space_info space = fs::space(dir, ec);
@@ -264,15 +312,16 @@ void check_free_space(const std::string& dir, const nn::Module& model, const opt
   }
 }
 
-ckpt::proto::Manifest write_tensors(const std::string& dir, const nn::Module& model,
+// Writes <dir>/tensors.h5 (synced to disk) and returns the manifest that describes it and `state`.
+ckpt::proto::Manifest write_tensors(const std::string& dir, const nn::Module& model, const FullState& full,
                                     const optim::Optimizer& optimizer, const TrainState& state,
-                                    const std::string& config_text) {
+                                    const std::string& config_text, const ShardLayout& layout) {
   ckpt::proto::Manifest manifest;
   manifest.set_format_version(kFormatVersion);
   manifest.set_step(state.step);
   manifest.set_config(config_text);
-  manifest.set_world_size(1);
-  manifest.set_tp(1);
+  manifest.set_world_size(layout.world_size);
+  manifest.set_tp(layout.tp != nullptr ? layout.tp->size() : 1);
   manifest.set_model_kind(model.type_name());
   manifest.set_optimizer(optimizer.name());
   manifest.set_tokens_seen(state.tokens_seen);
@@ -295,22 +344,14 @@ ckpt::proto::Manifest write_tensors(const std::string& dir, const nn::Module& mo
   const std::string path = join(dir, kTensorsFile);
   try {
     data::H5File file = data::H5File::create(path);
-    for (const auto& [name, t] : model.state_dict()) write_tensor(file, model_entry(name), t, manifest);
-    const std::vector<std::pair<std::string, Tensor>> named = model.named_parameters();
-    for (const Tensor& param : optimizer.params()) {
-      const optim::ParamState* param_state = optimizer.state(param);
-      if (param_state == nullptr) continue;
-      const std::string name = parameter_name(named, param);
-      CHECK(!name.empty()) << "save_checkpoint: " << optimizer.name() << " parameter " << param.str()
-                           << " is not a parameter of the " << model.type_name();
+    for (const auto& [key, t] : full.model) write_tensor(file, model_entry(key), t, manifest);
+    for (const FullState::Param& param : full.optimizer) {
       ckpt::proto::OptimizerParamState* saved = manifest.add_optimizer_state();
-      saved->set_param(name);
-      saved->set_step(param_state->step);
-      for (const auto& [key, t] : param_state->tensors) {
-        CHECK(!key.empty() && key.find('/') == std::string::npos)
-            << optimizer.name() << ": state key '" << key << "' must be non-empty without '/'";
+      saved->set_param(param.name);
+      saved->set_step(param.step);
+      for (const auto& [key, t] : param.tensors) {
         saved->add_keys(key);
-        write_tensor(file, optim_entry(key, name), t, manifest);
+        write_tensor(file, optim_entry(key, param.name), t, manifest);
       }
     }
     file.close();
@@ -441,19 +482,22 @@ ckpt::proto::Manifest read_manifest(const std::string& checkpoint_dir) {
 }
 
 std::string save_checkpoint(const std::string& run_dir, const nn::Module& model, const optim::Optimizer& optimizer,
-                            const TrainState& state, const std::string& config_text, int keep_last) {
+                            const TrainState& state, const std::string& config_text, int keep_last,
+                            const ShardLayout& layout) {
   CHECK_GE(keep_last, 0) << "save_checkpoint: keep_last";
   CHECK_GE(state.step, 0) << "save_checkpoint: step";
   const std::string root = checkpoints_root(run_dir);
   const std::string name = step_name(state.step);
   const std::string final_dir = join(root, name);
   const std::string tmp_dir = final_dir + kTmpSuffix;
+  const FullState full = gather_full_state(model, optimizer, layout);
+  if (!layout.writer) return final_dir;
   make_dirs(root);
   remove_tree(tmp_dir);  // left by a save that died
-  check_free_space(root, model, optimizer);
+  check_free_space(root, full.bytes());
   try {
     make_dirs(tmp_dir);
-    const ckpt::proto::Manifest manifest = write_tensors(tmp_dir, model, optimizer, state, config_text);
+    const ckpt::proto::Manifest manifest = write_tensors(tmp_dir, model, full, optimizer, state, config_text, layout);
     std::string text;
     CHECK(google::protobuf::TextFormat::PrintToString(manifest, &text)) << "cannot print the manifest of " << final_dir;
     write_file_synced(join(tmp_dir, kManifestFile), text);  // last: its presence marks the directory complete
@@ -525,8 +569,22 @@ std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
 }
 
 ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Module& model,
-                                      optim::Optimizer* optimizer, TrainState* state) {
+                                      optim::Optimizer* optimizer, TrainState* state, const ShardLayout& layout) {
   const ckpt::proto::Manifest manifest = read_manifest(checkpoint_dir);
+  const std::vector<std::pair<std::string, Tensor>> named_params = model.named_parameters();
+  const int tp_size = layout.tp != nullptr ? layout.tp->size() : 1;
+  // The tp = 1 shape of a local tensor that is `param` or its optimizer state.
+  auto full_shape = [&](const Tensor& t, const Tensor& param) {
+    Shape shape = t.shape();
+    if (const std::optional<parallel::ShardSpec> spec = sharded_spec(named_params, param, layout))
+      shape[spec->dim] *= tp_size;
+    return shape;
+  };
+  // This rank's part of a full tensor read from the file.
+  auto local_part = [&](const Tensor& full, const Tensor& param) {
+    const std::optional<parallel::ShardSpec> spec = sharded_spec(named_params, param, layout);
+    return spec ? parallel::shard_of(full, *spec, layout.tp->rank(), tp_size) : full;
+  };
   const std::string manifest_path = join(checkpoint_dir, kManifestFile);
 
   // What to read: every model/ entry, and the optim/ entries when there is an optimizer to fill.
@@ -541,9 +599,9 @@ ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Mod
     auto it = wanted.find(name);
     if (it == wanted.end()) fail(manifest_path, name + ": missing (the " + model.type_name() + " has it)");
     const Shape shape(it->second->shape().begin(), it->second->shape().end());
-    if (shape != t.shape()) {
+    if (shape != full_shape(t, t)) {
       fail(manifest_path,
-           name + ": shape " + shape_str(shape) + " in the checkpoint, the model has " + shape_str(t.shape()));
+           name + ": shape " + shape_str(shape) + " in the checkpoint, the model has " + shape_str(full_shape(t, t)));
     }
     if (it->second->dtype() != dtype_name(t.dtype())) {
       fail(manifest_path,
@@ -578,9 +636,9 @@ ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Mod
         used.insert(name);
         const Shape shape(e->shape().begin(), e->shape().end());
         const Tensor& param = it->second.param;
-        if (shape != param.shape()) {
+        if (shape != full_shape(param, param)) {
           fail(manifest_path,
-               name + ": shape " + shape_str(shape) + ", the parameter has " + shape_str(param.shape()));
+               name + ": shape " + shape_str(shape) + ", the parameter has " + shape_str(full_shape(param, param)));
         }
       }
     }
@@ -605,7 +663,7 @@ ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Mod
   const std::map<std::string, Tensor> tensors = read_tensors(checkpoint_dir, wanted);
 
   nn::StateDict model_state;
-  for (const auto& [key, t] : expected) model_state.emplace(key, tensors.at(model_entry(key)));
+  for (const auto& [key, t] : expected) model_state.emplace(key, local_part(tensors.at(model_entry(key)), t));
   model.load_state_dict(model_state, /*strict=*/true);
   for (auto& [name, load] : param_loads) {
     if (load.saved == nullptr) {  // never updated when saved: no state, as in a fresh optimizer
@@ -615,7 +673,7 @@ ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Mod
     optim::ParamState restored;
     restored.step = load.saved->step();
     for (const std::string& key : load.saved->keys()) {
-      const Tensor& host = tensors.at(optim_entry(key, name));
+      const Tensor host = local_part(tensors.at(optim_entry(key, name)), load.param);
       NoGradGuard no_grad;
       restored.tensors.emplace(key, load.param.device().is_cpu() ? host : to_device(host, load.param.device()));
     }

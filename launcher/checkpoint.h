@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "core/util/generator.h"
 #include "data/sampler.h"
 #include "launcher/checkpoint.pb.h"
+#include "parallel/tp/shard_spec.h"
 
 namespace px {
 
@@ -24,13 +26,25 @@ struct TrainState {
   double train_seconds = 0;
 };
 
+// How this rank's tensors relate to the full (tp = 1) tensors a checkpoint holds. Sharded parameters, and their
+// optimizer state, are gathered over `tp` before saving and sliced after loading, so a checkpoint written on one
+// dp x tp layout loads onto any other. The default is a single process.
+struct ShardLayout {
+  parallel::ProcessGroup* tp = nullptr;              // null or size 1: nothing is sharded
+  std::map<std::string, parallel::ShardSpec> specs;  // by parameter name (collect_shard_specs); absent: replicated
+  bool writer = true;  // this rank writes the files; every rank of `tp` must call save_checkpoint (the gathers)
+  int world_size = 1;  // recorded in the manifest
+};
+
 // Saves `model`'s state dict, `optimizer`'s per-parameter state (step, tensors; parameters named as in the
 // model) and `state` as <run_dir>/checkpoints/step_<state.step>/, then points <run_dir>/checkpoints/latest
 // at it (a text file holding "step_<N>", replaced by rename) and deletes all but the newest keep_last
 // step_* directories (keep_last 0: none). `config_text` is stored in the manifest. Returns the directory.
 // A failure (disk full, permissions) is a CheckpointError and leaves the previous checkpoints intact.
+// Ranks that are not the layout's writer only take part in the gathers and return the directory name.
 std::string save_checkpoint(const std::string& run_dir, const nn::Module& model, const optim::Optimizer& optimizer,
-                            const TrainState& state, const std::string& config_text, int keep_last);
+                            const TrainState& state, const std::string& config_text, int keep_last,
+                            const ShardLayout& layout = {});
 
 // The directory `latest` points at, or nullopt when the run dir has no checkpoint.
 std::optional<std::string> latest_checkpoint(const std::string& run_dir);
@@ -41,8 +55,9 @@ ckpt::proto::Manifest read_manifest(const std::string& checkpoint_dir);
 // Loads a checkpoint written by save_checkpoint into `model` (strict: every tensor present with its shape),
 // `optimizer` (may be null: eval/translate) and `state` (may be null; its rngs are restored by name).
 // Checksums are verified; any mismatch, missing or extra tensor is a CheckpointError naming it, and nothing
-// is modified unless everything checks out.
+// is modified unless everything checks out. Sharded tensors (layout) are checked against their full shapes and
+// this rank's slice is kept.
 ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Module& model,
-                                      optim::Optimizer* optimizer, TrainState* state);
+                                      optim::Optimizer* optimizer, TrainState* state, const ShardLayout& layout = {});
 
 }  // namespace px

@@ -244,8 +244,34 @@ void validate_eval(const config::EvalConfig& e) {
   require_at_least("eval.batch_tokens", e.batch_tokens(), 1);
 }
 
+// tp must divide what it splits: heads (attention), d_ff (the feed-forward block); the vocabularies are
+// checked when the data is known (check_parallel_layout). The world size is only known at launch.
+void validate_parallel(const config::ParallelConfig& p, const config::ModelConfig& m) {
+  require_at_least("parallel.tp", p.tp(), 1);
+  if (m.num_heads() % p.tp() != 0)
+    throw ConfigError("parallel.tp: " + std::to_string(p.tp()) + " does not divide model.num_heads " +
+                      std::to_string(m.num_heads()));
+  if (m.d_ff() % p.tp() != 0)
+    throw ConfigError("parallel.tp: " + std::to_string(p.tp()) + " does not divide model.d_ff " +
+                      std::to_string(m.d_ff()));
+  require_positive("parallel.bucket_mb", p.bucket_mb());
+  require_positive("parallel.timeout_minutes", p.timeout_minutes());
+}
 
 }  // namespace
+
+void check_parallel_layout(const config::Config& config, int world_size, int64_t src_vocab, int64_t tgt_vocab) {
+  const int tp = config.parallel().tp();
+  if (world_size % tp != 0)
+    throw ConfigError("parallel.tp: " + std::to_string(tp) + " does not divide the world size " +
+                      std::to_string(world_size) + " (ranks started by mpirun/srun)");
+  // No vocabulary padding: the SentencePiece vocab_size must be a multiple of tp (8000 is, up to tp = 64).
+  for (const auto& [what, vocab] : {std::pair<const char*, int64_t>{"source", src_vocab}, {"target", tgt_vocab}}) {
+    if (vocab % tp != 0)
+      throw ConfigError("parallel.tp: " + std::to_string(tp) + " does not divide the " + what + " vocabulary size " +
+                        std::to_string(vocab) + " of data.dir (build the data with a vocab_size divisible by tp)");
+  }
+}
 
 config::Config parse_config_text(const std::string& text, const std::string& origin) {
   FirstErrorCollector errors;
@@ -340,6 +366,7 @@ void validate_config(const config::Config& config) {
   validate_schedule(config.schedule(), config.train());
   validate_train(config.train());
   validate_eval(config.eval());
+  validate_parallel(config.parallel(), config.model());
   require_at_least("log.every_steps", config.log().every_steps(), 1);
   require_at_least("checkpoint.every_steps", config.checkpoint().every_steps(), 0);
   require_at_least("checkpoint.keep_last", config.checkpoint().keep_last(), 0);

@@ -26,6 +26,10 @@ void apply_overrides(config::Config& config, const std::vector<std::string>& ass
 // [0, 1), a known activation / optimizer / schedule name, data.dir set, ... . ConfigError "<field>: <why>".
 void validate_config(const config::Config& config);
 
+// The layout checks that need the world size and the vocabularies: world_size % parallel.tp, and both
+// vocabulary sizes % parallel.tp (Parallax does not pad vocabularies). ConfigError naming parallel.tp.
+void check_parallel_layout(const config::Config& config, int world_size, int64_t src_vocab, int64_t tgt_vocab);
+
 // The config as protobuf text with every field written out (defaults included), as stored in run dirs and
 // checkpoint manifests.
 std::string config_to_text(const config::Config& config);

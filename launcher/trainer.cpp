@@ -1,7 +1,8 @@
-// The training loop of `parallax train`: run-dir set-up and resume, the step (forward, label-smoothed loss,
-// backward, clipping, AdamW with the lr schedule), progress lines, metrics, periodic eval and checkpoints.
+// The training loop of `parallax train` on any dp x tp layout: run-dir set-up and resume, the step (forward,
+// label-smoothed loss, backward with bucketed dp all-reduce, clipping, AdamW), progress, eval and checkpoints.
 #include "launcher/trainer.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -17,7 +18,6 @@
 #include "core/backend/cpu/cpu_backend.h"
 #include "core/ops/ops.h"
 #include "core/optim/adamw.h"
-#include "core/optim/clip_grad_norm.h"
 #include "core/optim/lr_schedule.h"
 #include "core/util/error.h"
 #include "core/util/logging.h"
@@ -27,6 +27,11 @@
 #include "launcher/evaluator.h"
 #include "launcher/metrics.h"
 #include "launcher/translator_setup.h"
+#include "parallel/comm/world.h"
+#include "parallel/dp/grad_bucketer.h"
+#include "parallel/grad_clip.h"
+#include "parallel/grid.h"
+#include "parallel/tp/shard_spec.h"
 
 namespace px {
 
@@ -36,25 +41,31 @@ namespace {
 
 std::atomic<int> g_stop_signal{0};
 
+constexpr char kShardedDropoutRng[] = "dropout_sharded";
+
 extern "C" void on_stop_signal(int signal) { g_stop_signal.store(signal); }
 
-// SIGINT/SIGTERM ask the loop to stop after the current step (and save); restored on scope exit.
+// SIGINT/SIGTERM/SIGUSR1 (Slurm's warning before the time limit: `--signal=B:USR1@120`) ask the loop to stop
+// after the current step (and save); restored on scope exit.
 class StopSignals {
  public:
   StopSignals() {
     g_stop_signal.store(0);
     old_int_ = std::signal(SIGINT, on_stop_signal);
     old_term_ = std::signal(SIGTERM, on_stop_signal);
+    old_usr1_ = std::signal(SIGUSR1, on_stop_signal);
   }
   ~StopSignals() {
     std::signal(SIGINT, old_int_);
     std::signal(SIGTERM, old_term_);
+    std::signal(SIGUSR1, old_usr1_);
   }
   int received() const { return g_stop_signal.load(); }
 
  private:
   void (*old_int_)(int) = SIG_DFL;
   void (*old_term_)(int) = SIG_DFL;
+  void (*old_usr1_)(int) = SIG_DFL;
 };
 
 // Writes `text` to `path` through a temporary file and a rename.
@@ -109,25 +120,58 @@ struct LogWindow {
   void clear() { *this = LogWindow{}; }
 };
 
+// A one-element f64 all-reduce, waited for.
+double all_reduce_value(parallel::ProcessGroup& group, double value, parallel::ReduceOp op) {
+  const Tensor t = full({1}, value, DType::f64);
+  group.all_reduce(t, op)->wait();
+  return t.item();
+}
+
 class Trainer {
  public:
-  Trainer(const TrainCommand& command, config::Config config, TranslationData data)
+  Trainer(const TrainCommand& command, config::Config config, TranslationData data, parallel::ParallelGrid& grid)
       : run_{command.run_dir},
         config_(std::move(config)),
         data_(std::move(data)),
-        bundle_(build_translator(config_, data_)),
+        grid_(grid),
+        leader_(grid.world().rank() == 0),
+        bundle_(build_translator(config_, data_, &grid)),
         model_(*bundle_.model),
-        schedule_(make_schedule(config_)),
-        metrics_(run_.metrics()) {
+        schedule_(make_schedule(config_)) {
+    if (leader_) metrics_ = std::make_unique<MetricsWriter>(run_.metrics());
     const auto& o = config_.optimizer();
     optimizer_ = std::make_unique<optim::AdamW>(model_.parameters(), o.lr(), o.weight_decay(),
                                                 optim::AdamWOptions{o.beta1(), o.beta2(), o.eps()});
+    layout_.tp = &grid_.tp();
+    layout_.specs = parallel::collect_shard_specs(model_);
+    layout_.writer = leader_;
+    layout_.world_size = grid_.world().size();
+    if (grid_.dp_size() > 1) {
+      parallel::GradBucketerOptions bucket_options;
+      bucket_options.bucket_bytes = static_cast<int64_t>(config_.parallel().bucket_mb() * 1024 * 1024);
+      bucket_options.op = parallel::ReduceOp::sum;  // each rank's loss is already divided by the global token count
+      bucket_options.overlap = config_.parallel().overlap();
+      bucketer_ = std::make_unique<parallel::GradBucketer>(model_.parameters(), grid_.dp(), bucket_options);
+    }
     state_.cursor = data::DataCursor{config_.train().seed(), 0, 0, 0};
     state_.rngs = {{"dropout", bundle_.dropout_gen.get()}};
-    if (const auto latest = latest_checkpoint(run_.root)) {
-      load_checkpoint(*latest, model_, optimizer_.get(), &state_);
+    // The sharded-activation stream has a seed of each tp rank's own but the same offset on all of them (every
+    // rank drops equally many elements): the checkpoint keeps rank 0's, and a resume keeps its own seed with the
+    // saved offset. A checkpoint of a tp = 1 run has none: the stream then starts fresh.
+    const auto latest = latest_checkpoint(run_.root);
+    Generator* sharded = bundle_.sharded_dropout_gen.get();
+    if (sharded != nullptr) {
+      const bool saved = !latest || std::any_of(read_manifest(*latest).rng().begin(), read_manifest(*latest).rng().end(),
+                                                [](const auto& r) { return r.name() == kShardedDropoutRng; });
+      if (saved) state_.rngs.emplace_back(kShardedDropoutRng, sharded);
+    }
+    if (latest) {
+      const uint64_t own_seed = sharded != nullptr ? sharded->seed() : 0;
+      load_checkpoint(*latest, model_, optimizer_.get(), &state_, layout_);
+      if (sharded != nullptr) sharded->set_state(own_seed, sharded->offset());
+      if (sharded != nullptr && state_.rngs.size() == 1) state_.rngs.emplace_back(kShardedDropoutRng, sharded);
       LOG(INFO) << "resumed from " << *latest << " at step " << state_.step;
-      std::printf("resuming from %s (step %lld)\n", latest->c_str(), static_cast<long long>(state_.step));
+      say("resuming from %s (step %lld)\n", latest->c_str(), static_cast<long long>(state_.step));
     }
     last_checkpoint_step_ = state_.step;
   }
@@ -135,14 +179,15 @@ class Trainer {
   int run() {
     const auto& train = config_.train();
     LOG(INFO) << "model: " << model_.num_parameters() << " parameters; config:\n" << config_to_text(config_);
-    std::printf("model: %.2fM parameters, vocab %lld/%lld; training to step %lld",
-                static_cast<double>(model_.num_parameters()) / 1e6, static_cast<long long>(data_.src_vocab),
-                static_cast<long long>(data_.tgt_vocab), static_cast<long long>(train.max_steps()));
-    if (train.max_minutes() > 0) std::printf(" or for %g minutes", train.max_minutes());
-    std::printf("\n");
+    say("model: %.2fM parameters%s, vocab %lld/%lld; %s; training to step %lld",
+        static_cast<double>(model_.num_parameters()) / 1e6, grid_.tp_size() > 1 ? " per tp rank" : "",
+        static_cast<long long>(data_.src_vocab), static_cast<long long>(data_.tgt_vocab), grid_.str().c_str(),
+        static_cast<long long>(train.max_steps()));
+    if (train.max_minutes() > 0) say(" or for %g minutes", train.max_minutes());
+    say("\n");
     if (state_.step >= train.max_steps()) {
-      std::printf("nothing to do: step %lld >= train.max_steps %lld (raise it with --set train.max_steps=N)\n",
-                  static_cast<long long>(state_.step), static_cast<long long>(train.max_steps()));
+      say("nothing to do: step %lld >= train.max_steps %lld (raise it with --set train.max_steps=N)\n",
+          static_cast<long long>(state_.step), static_cast<long long>(train.max_steps()));
       return 0;
     }
     data::TranslationLoaderOptions loader_options;
@@ -154,6 +199,8 @@ class Trainer {
     loader_options.pad_id = data_.pad_id;
     loader_options.bos_id = data_.bos_id;
     loader_options.eos_id = data_.eos_id;
+    loader_options.rank = grid_.dp_rank();  // the tp ranks of a replica read the same slice
+    loader_options.world = grid_.dp_size();
     data::TranslationLoader loader(loader_options, state_.cursor);
 
     StopSignals signals;
@@ -161,9 +208,10 @@ class Trainer {
     const double max_seconds = train.max_minutes() * 60.0;
     const double max_norm = config_.optimizer().clip_grad_norm() > 0 ? config_.optimizer().clip_grad_norm()
                                                                       : std::numeric_limits<double>::infinity();
-    const std::vector<Tensor> params = model_.parameters();
+    const std::vector<std::pair<std::string, Tensor>> named_params = model_.named_parameters();
     const int64_t first_step = state_.step;
     std::string stop_reason = "train.max_steps reached";
+    bool stopped_by_signal = false;
     LogWindow window;
     model_.train();
     while (state_.step < train.max_steps()) {
@@ -173,16 +221,22 @@ class Trainer {
         stop_reason = "train.max_epochs reached";
         break;
       }
-      if (batch->src.size(0) == 0) continue;
       optim::apply_schedule(*optimizer_, *schedule_, state_.step + 1);
-      const Tensor logits = model_.forward(batch->src, batch->tgt_in);  // (B, T, V)
-      const Tensor loss_sum = translator::translation_loss(logits, batch->tgt_out, data_.pad_id,
-                                                           train.label_smoothing());
       const double tokens = static_cast<double>(batch->global_tgt_tokens);
-      backward(loss_sum * (1.0 / tokens));
-      const double loss_total = loss_sum.item();
+      double local_loss = 0;
+      // A rank whose slice of the global batch is empty computes nothing but still joins every collective
+      // (its buckets contribute zeros).
+      if (batch->src.size(0) > 0) {
+        const Tensor loss_sum = model_.loss(batch->src, batch->tgt_in, batch->tgt_out, train.label_smoothing());
+        backward(loss_sum * (1.0 / tokens));
+        local_loss = loss_sum.item();
+      }
+      if (bucketer_) bucketer_->finish();
+      const double loss_total = grid_.dp_size() > 1
+                                    ? all_reduce_value(grid_.dp(), local_loss, parallel::ReduceOp::sum)
+                                    : local_loss;
       const double loss_value = loss_total / tokens;
-      const double grad_norm = optim::clip_grad_norm(params, max_norm);
+      const double grad_norm = parallel::clip_grad_norm(named_params, layout_.specs, grid_.tp(), max_norm);
       if (std::isfinite(loss_value) && std::isfinite(grad_norm)) {
         optimizer_->step();
       } else {
@@ -202,7 +256,12 @@ class Trainer {
       window.grad_norm_sum += grad_norm;
 
       const double elapsed = seconds_since(start);
-      const bool out_of_time = max_seconds > 0 && elapsed >= max_seconds;
+      // Every rank stops at the same step: rank 0's clock decides the time limit, any rank's signal stops all.
+      const int local_signal = signals.received();
+      const int stop_flags = agree_or((leader_ && max_seconds > 0 && elapsed >= max_seconds ? 1 : 0) |
+                                      (local_signal == SIGINT ? 2 : 0) | (local_signal == SIGTERM ? 4 : 0) |
+                                      (local_signal == SIGUSR1 ? 8 : 0));
+      const bool out_of_time = (stop_flags & 1) != 0;
       if (state_.step % config_.log().every_steps() == 0 || state_.step == train.max_steps() || out_of_time) {
         log_progress(window, elapsed, state_.step - first_step, max_seconds);
         window.clear();
@@ -213,20 +272,45 @@ class Trainer {
         stop_reason = "train.max_minutes reached";
         break;
       }
-      if (const int signal = signals.received()) {
-        stop_reason = std::string("stopped by ") + (signal == SIGINT ? "SIGINT" : "SIGTERM");
+      if ((stop_flags & 14) != 0) {
+        stopped_by_signal = true;
+        stop_reason = std::string("stopped by ") +
+                      ((stop_flags & 2) != 0 ? "SIGINT" : (stop_flags & 4) != 0 ? "SIGTERM" : "SIGUSR1");
         break;
       }
     }
     checkpoint();
-    std::printf("%s at step %lld; checkpoint saved in %s/checkpoints\n", stop_reason.c_str(),
-                static_cast<long long>(state_.step), run_.root.c_str());
+    say("%s at step %lld; checkpoint saved in %s/checkpoints\n", stop_reason.c_str(),
+        static_cast<long long>(state_.step), run_.root.c_str());
     // A stop request (preemption) leaves now; a run that reached its limit reports its final quality.
-    if (signals.received() == 0 && last_eval_step_ != state_.step) evaluate();
+    if (!stopped_by_signal && last_eval_step_ != state_.step) evaluate();
     return 0;
   }
 
  private:
+  // printf on rank 0 only (the console belongs to rank 0; every rank logs to its own file).
+  template <typename... Args>
+  void say(const char* format, Args... args) const {
+    if (!leader_) return;
+    if constexpr (sizeof...(Args) == 0) {
+      std::fputs(format, stdout);
+    } else {
+      std::printf(format, args...);
+    }
+  }
+
+  // The bitwise or of `flags` (4 bits) over every rank: one max all-reduce of the bits.
+  int agree_or(int flags) {
+    if (grid_.world().size() == 1) return flags;
+    std::vector<double> bits;
+    for (int bit = 0; bit < 4; ++bit) bits.push_back((flags >> bit) & 1);
+    const Tensor t = from_vector(bits, {4}, DType::f64);
+    grid_.world().all_reduce(t, parallel::ReduceOp::max)->wait();
+    int agreed = 0;
+    for (int bit = 0; bit < 4; ++bit) agreed |= (t.data<double>()[bit] > 0 ? 1 : 0) << bit;
+    return agreed;
+  }
+
   static double seconds_since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   }
@@ -244,10 +328,9 @@ class Trainer {
     line.eta_s = per_step * static_cast<double>(line.max_steps - line.step);
     if (max_seconds > 0) line.eta_s = std::min(line.eta_s, std::max(0.0, max_seconds - elapsed));
     const std::string text = line.str();
-    std::printf("%s\n", text.c_str());
-    std::fflush(stdout);
+    say("%s\n", text.c_str());
     LOG(INFO) << text;
-    metrics_.write(state_.step, {{"loss", line.loss},
+    if (metrics_) metrics_->write(state_.step, {{"loss", line.loss},
                                  {"lr", line.lr},
                                  {"tokens_per_s", line.tokens_per_s},
                                  {"step_time_s", line.step_time_s},
@@ -261,8 +344,11 @@ class Trainer {
     options.batch_tokens = config_.eval().batch_tokens();
     options.max_sentences = config_.eval().max_sentences();
     options.decode = decode_options(config_, data_, 0);
+    // Every rank evaluates the whole split (tp ranks must decode together); rank 0 reports.
     const EvalResult r = evaluate_split(model_, data_, options);
     last_eval_step_ = state_.step;
+    LOG(INFO) << "eval at step " << state_.step << ": valid loss " << r.loss << ", " << r.bleu.str();
+    if (!leader_) return;
     std::printf("eval  %lld | valid loss %.3f | ppl %.2f | BLEU %.2f on %lld sentences (beam %d) | %.1f s\n",
                 static_cast<long long>(state_.step), r.loss, std::exp(r.nll), r.bleu.score,
                 static_cast<long long>(r.sentences), options.decode.beam, r.seconds);
@@ -271,14 +357,14 @@ class Trainer {
                   r.hypotheses[i].c_str());
     }
     std::fflush(stdout);
-    LOG(INFO) << "eval at step " << state_.step << ": valid loss " << r.loss << ", " << r.bleu.str();
-    metrics_.write(state_.step, {{"valid_loss", r.loss}, {"valid_ppl", std::exp(r.nll)}, {"valid_bleu", r.bleu.score}});
+    metrics_->write(state_.step, {{"valid_loss", r.loss}, {"valid_ppl", std::exp(r.nll)}, {"valid_bleu", r.bleu.score}});
   }
 
   void checkpoint() {
     if (last_checkpoint_step_ == state_.step) return;
     const std::string dir = save_checkpoint(run_.root, model_, *optimizer_, state_, config_to_text(config_),
-                                            config_.checkpoint().keep_last());
+                                            config_.checkpoint().keep_last(), layout_);
+    grid_.world().barrier()->wait();  // no rank runs ahead of a checkpoint that is not complete
     last_checkpoint_step_ = state_.step;
     LOG(INFO) << "checkpoint " << dir;
   }
@@ -286,34 +372,86 @@ class Trainer {
   RunDir run_;
   config::Config config_;
   TranslationData data_;
+  parallel::ParallelGrid& grid_;
+  bool leader_;  // world rank 0: console, metrics, checkpoint files
   TranslatorBundle bundle_;
   translator::Translator& model_;
   std::unique_ptr<optim::AdamW> optimizer_;
   std::unique_ptr<optim::LrSchedule> schedule_;
-  MetricsWriter metrics_;
+  std::unique_ptr<MetricsWriter> metrics_;  // rank 0 only
+  ShardLayout layout_;
+  std::unique_ptr<parallel::GradBucketer> bucketer_;  // dp > 1
   TrainState state_;
   int64_t last_checkpoint_step_ = -1, last_eval_step_ = -1;
 };
+
+// The set-up every rank does before training (config, data, layout checks), ending with every rank agreeing
+// that it succeeded: a bad config fails all ranks the same way and they exit cleanly, none waiting for another.
+struct TrainSetup {
+  config::Config config;
+  TranslationData data;
+};
+
+TrainSetup set_up(const TrainCommand& command, const RunDir& run, parallel::ProcessGroup& world) {
+  std::exception_ptr error;
+  TrainSetup setup;
+  try {
+    setup.config = resolve_config(command, run);
+    // Everything the run reads is checked before the run dir is touched: the config, the dataset, its splits.
+    setup.data = open_translation_data(setup.config);
+    setup.data.shards(setup.config.data().train_split());
+    setup.data.shards(setup.config.data().valid_split());
+    check_parallel_layout(setup.config, world.size(), setup.data.src_vocab, setup.data.tgt_vocab);
+    check_run_tokenizer(run, setup.data, /*record=*/false);
+  } catch (const Error&) {
+    error = std::current_exception();
+  }
+  const double failed = all_reduce_value(world, error ? 1.0 : 0.0, parallel::ReduceOp::max);
+  if (error) std::rethrow_exception(error);
+  if (failed > 0) throw Error("stopping: another rank failed to start (see its message)");
+  return setup;
+}
+
+int train_on(const TrainCommand& command, const RunDir& run, TrainSetup setup, parallel::World& world) {
+  const auto timeout = std::chrono::milliseconds(
+      static_cast<int64_t>(setup.config.parallel().timeout_minutes() * 60 * 1000));
+  world.group().set_timeout(timeout);
+  parallel::ParallelGrid grid(world.group(), setup.config.parallel().tp());
+  grid.tp().set_timeout(timeout);
+  grid.dp().set_timeout(timeout);
+  set_num_threads(setup.config.train().threads() > 0 ? setup.config.train().threads() : default_num_threads());
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines reach a redirected log as they happen
+  fs::create_directories(run.root);
+  log_to_files(run.logs(), world.rank());
+  LOG(INFO) << "rank " << world.rank() << " of " << world.size() << " (local rank "
+            << world.placement().local_rank << "); " << grid.str();
+  if (world.rank() == 0) check_run_tokenizer(run, setup.data, /*record=*/true);
+  Trainer trainer(command, setup.config, std::move(setup.data), grid);
+  if (world.rank() == 0) write_file_atomically(run.config(), config_to_text(setup.config));
+  return trainer.run();
+}
 
 }  // namespace
 
 int run_train(const TrainCommand& command) {
   if (command.run_dir.empty()) throw UsageError("train: --run-dir is required");
   const RunDir run{command.run_dir};
-  config::Config config = resolve_config(command, run);
-  // Everything the run reads is checked before the run dir is touched: the config, the dataset, its splits.
-  TranslationData data = open_translation_data(config);
-  data.shards(config.data().train_split());
-  data.shards(config.data().valid_split());
-  check_run_tokenizer(run, data, /*record=*/false);
-  set_num_threads(config.train().threads() > 0 ? config.train().threads() : default_num_threads());
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines reach a redirected log as they happen
-  fs::create_directories(run.root);
-  log_to_files(run.logs(), 0);
-  check_run_tokenizer(run, data, /*record=*/true);
-  Trainer trainer(command, config, std::move(data));
-  write_file_atomically(run.config(), config_to_text(config));
-  return trainer.run();
+  parallel::World world;
+  // Set-up errors reach every rank together (set_up agrees), so they leave through main like a single process's.
+  TrainSetup setup = set_up(command, run, world.group());
+  if (world.size() == 1) return train_on(command, run, std::move(setup), world);
+  // Later, one rank's error (a lost peer, a bad shard) must not leave the others waiting: the job is aborted.
+  std::string what;
+  try {
+    return train_on(command, run, std::move(setup), world);
+  } catch (const Error& e) {
+    what = e.what();
+  } catch (const std::exception& e) {
+    what = e.what();
+  }
+  std::fprintf(stderr, "parallax: error: rank %d: %s\n", world.rank(), what.c_str());
+  std::fflush(stderr);
+  parallel::abort_job(2);
 }
 
 }  // namespace px

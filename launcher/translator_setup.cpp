@@ -72,14 +72,22 @@ void check_run_tokenizer(const RunDir& run, const TranslationData& data, bool re
   if (!out.flush()) throw Error(run.tokenizer_hash() + ": cannot write");
 }
 
-TranslatorBundle build_translator(const config::Config& config, const TranslationData& data) {
+TranslatorBundle build_translator(const config::Config& config, const TranslationData& data,
+                                  parallel::ParallelGrid* grid) {
   TranslatorBundle bundle;
   const uint64_t seed = config.train().seed();
   bundle.init_gen = std::make_unique<Generator>(data::philox_key(seed, 0, /*domain=*/0x1417));
   bundle.dropout_gen = std::make_unique<Generator>(data::philox_key(seed, 1, /*domain=*/0x1417));
+  translator::TensorParallel tp;
+  if (grid != nullptr && grid->tp_size() > 1) {
+    bundle.sharded_dropout_gen = std::make_unique<Generator>(
+        data::philox_key(seed, 2 + static_cast<uint64_t>(grid->tp_rank()), /*domain=*/0x1417));
+    tp.group = &grid->tp();
+    tp.sharded_dropout_gen = bundle.sharded_dropout_gen.get();
+  }
   const translator::TranslatorOptions options =
       translator_options(config, data.src_vocab, data.tgt_vocab, data.pad_id);
-  bundle.model = std::make_unique<translator::Translator>(options, *bundle.init_gen, *bundle.dropout_gen);
+  bundle.model = std::make_unique<translator::Translator>(options, *bundle.init_gen, *bundle.dropout_gen, tp);
   return bundle;
 }
 

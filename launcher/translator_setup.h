@@ -13,6 +13,7 @@
 #include "data/tokenizer.h"
 #include "models/translator/decoding.h"
 #include "models/translator/transformer.h"
+#include "parallel/grid.h"
 
 namespace px {
 
@@ -52,12 +53,14 @@ TranslationData open_translation_data(const config::Config& config);
 void check_run_tokenizer(const RunDir& run, const TranslationData& data, bool record);
 
 // A Translator built from config + data, weights from `seed`-derived generators (training) or, after
-// construction, a checkpoint. Holds the generators the model draws from.
+// construction, a checkpoint. Holds the generators the model draws from. With a grid whose tp > 1 the model is
+// tensor parallel over grid->tp(), its sharded activations dropped with a stream of this tp rank's own.
 struct TranslatorBundle {
-  std::unique_ptr<Generator> init_gen, dropout_gen;
+  std::unique_ptr<Generator> init_gen, dropout_gen, sharded_dropout_gen;
   std::unique_ptr<translator::Translator> model;
 };
-TranslatorBundle build_translator(const config::Config& config, const TranslationData& data);
+TranslatorBundle build_translator(const config::Config& config, const TranslationData& data,
+                                  parallel::ParallelGrid* grid = nullptr);
 
 // Decoding options from config.eval, with `beam` overriding eval.beam when > 0.
 translator::DecodeOptions decode_options(const config::Config& config, const TranslationData& data, int beam);

@@ -8,6 +8,7 @@
 
 #include "core/ops/ops.h"
 #include "core/util/error.h"
+#include "parallel/tp/mappings.h"
 
 namespace px::translator {
 
@@ -33,6 +34,19 @@ std::shared_ptr<nn::Embedding> make_embedding(int64_t vocab, const TranslatorOpt
   NoGradGuard no_grad;
   mul_(table->weight(), 1.0 / std::sqrt(static_cast<double>(options.d_model)));
   fill_(narrow(table->weight(), 0, options.pad_id, 1), 0.0);
+  return table;
+}
+
+// The same for this rank's rows [start, start + V / tp) of the table: scaling commutes with slicing, and the pad
+// row is zeroed where it lives.
+std::shared_ptr<parallel::VocabParallelEmbedding> make_parallel_embedding(int64_t vocab,
+                                                                          const TranslatorOptions& options,
+                                                                          Generator& gen, parallel::ProcessGroup& tp) {
+  auto table = std::make_shared<parallel::VocabParallelEmbedding>(vocab, options.d_model, gen, tp, options.dtype);
+  NoGradGuard no_grad;
+  mul_(table->weight(), 1.0 / std::sqrt(static_cast<double>(options.d_model)));
+  const int64_t local_pad = options.pad_id - table->vocab_start();
+  if (local_pad >= 0 && local_pad < table->weight().size(0)) fill_(narrow(table->weight(), 0, local_pad, 1), 0.0);
   return table;
 }
 
@@ -64,11 +78,20 @@ void check_options(const TranslatorOptions& options) {
   require(is_floating(options.dtype), "dtype: must be floating point");
 }
 
-Translator::Translator(const TranslatorOptions& options, Generator& init_gen, Generator& dropout_gen)
-    : Module("Translator"), options_(options) {
+Translator::Translator(const TranslatorOptions& options, Generator& init_gen, Generator& dropout_gen,
+                       const TensorParallel& tp)
+    : Module("Translator"), options_(options), tp_(tp) {
   check_options(options);
   const TranslatorOptions& o = options_;
-  if (o.share_embeddings) {
+  if (tp.enabled()) {
+    CHECK(tp.sharded_dropout_gen != nullptr) << "Translator: tensor parallelism needs a sharded dropout generator";
+    if (o.share_embeddings) {
+      src_embed_tp_ = tgt_embed_tp_ = register_module("embed", make_parallel_embedding(o.src_vocab, o, init_gen, *tp.group));
+    } else {
+      src_embed_tp_ = register_module("src_embed", make_parallel_embedding(o.src_vocab, o, init_gen, *tp.group));
+      tgt_embed_tp_ = register_module("tgt_embed", make_parallel_embedding(o.tgt_vocab, o, init_gen, *tp.group));
+    }
+  } else if (o.share_embeddings) {
     src_embed_ = tgt_embed_ = register_module("embed", make_embedding(o.src_vocab, o, init_gen));
   } else {
     src_embed_ = register_module("src_embed", make_embedding(o.src_vocab, o, init_gen));
@@ -83,7 +106,7 @@ Translator::Translator(const TranslatorOptions& options, Generator& init_gen, Ge
   for (int64_t i = 0; i < o.encoder_layers; ++i) {
     encoder_layers_.push_back(encoder_layers->push_back(std::make_shared<TransformerEncoderLayer>(
         o.d_model, o.num_heads, o.d_ff, o.dropout, o.attention_dropout, o.activation, o.pre_norm, init_gen,
-        dropout_gen, o.dtype)));
+        dropout_gen, o.dtype, tp)));
   }
   if (o.pre_norm) encoder_norm_ = encoder->add("norm", std::make_shared<nn::LayerNorm>(o.d_model, 1e-5, true, o.dtype));
   encoder_ = register_module("encoder", encoder);
@@ -93,55 +116,87 @@ Translator::Translator(const TranslatorOptions& options, Generator& init_gen, Ge
   for (int64_t i = 0; i < o.decoder_layers; ++i) {
     decoder_layers_.push_back(decoder_layers->push_back(std::make_shared<TransformerDecoderLayer>(
         o.d_model, o.num_heads, o.d_ff, o.dropout, o.attention_dropout, o.activation, o.pre_norm, init_gen,
-        dropout_gen, o.dtype)));
+        dropout_gen, o.dtype, tp)));
   }
   if (o.pre_norm) decoder_norm_ = decoder->add("norm", std::make_shared<nn::LayerNorm>(o.d_model, 1e-5, true, o.dtype));
   decoder_ = register_module("decoder", decoder);
 
-  if (!o.tie_output) {
+  if (!o.tie_output && tp.enabled()) {
+    output_proj_tp_ = register_module("output_proj", std::make_shared<parallel::ColumnParallelLinear>(
+                                                         o.d_model, o.tgt_vocab, init_gen, *tp.group, /*bias=*/false,
+                                                         o.dtype));
+  } else if (!o.tie_output) {
     output_proj_ = register_module(
         "output_proj", std::make_shared<nn::Linear>(o.d_model, o.tgt_vocab, init_gen, /*bias=*/false, o.dtype));
   }
 }
 
 // dropout(table(ids) * sqrt(d) + PE[offset : offset + L])
-Tensor Translator::embed(const nn::Embedding& table, const Tensor& ids, int64_t offset) const {
+Tensor Translator::embed(bool source, const Tensor& ids, int64_t offset) const {
   CHECK(ids.defined() && ids.dim() == 2 && (ids.dtype() == DType::i64 || ids.dtype() == DType::i32))
       << "Translator: token ids must be integer (B, L), got " << (ids.defined() ? ids.str() : "undefined");
   if (offset + ids.size(1) > options_.max_positions) {
     throw DataError("Translator: positions [" + std::to_string(offset) + ", " + std::to_string(offset + ids.size(1)) +
                     ") exceed max_positions " + std::to_string(options_.max_positions));
   }
-  const Tensor scaled = table.forward(ids) * std::sqrt(static_cast<double>(options_.d_model));  // (B, L, d)
+  const Tensor looked_up = tp_.enabled() ? (source ? src_embed_tp_ : tgt_embed_tp_)->forward(ids)
+                                         : (source ? src_embed_ : tgt_embed_)->forward(ids);  // (B, L, d)
+  const Tensor scaled = looked_up * std::sqrt(static_cast<double>(options_.d_model));  // (B, L, d)
   return embed_dropout_->forward(positions_->forward(scaled, offset));
 }
 
 Encoded Translator::encode(const Tensor& src) const {
   Encoded enc;
   enc.pad_mask = eq(src, full_like(src, static_cast<double>(options_.pad_id)));  // (B, S) bool
-  Tensor h = embed(*src_embed_, src, 0);  // (B, S, d)
+  Tensor h = embed(/*source=*/true, src, 0);  // (B, S, d)
   for (const auto& layer : encoder_layers_) h = layer->forward(h, enc.pad_mask);
   enc.memory = encoder_norm_ ? encoder_norm_->forward(h) : h;
   return enc;
 }
 
-Tensor Translator::decode(const Tensor& tgt_in, const Encoded& enc, DecoderCache* cache) const {
+Tensor Translator::decode_hidden(const Tensor& tgt_in, const Encoded& enc, DecoderCache* cache) const {
   CHECK(enc.pad_mask.defined()) << "Translator::decode: the encoder's pad_mask is undefined";
   const int64_t offset = cache != nullptr ? cache->length : 0;
   if (cache != nullptr) {
     CHECK_EQ(cache->layers.size(), decoder_layers_.size())
         << "Translator::decode: the cache has the wrong number of layers (use new_cache())";
   }
-  Tensor h = embed(*tgt_embed_, tgt_in, offset);  // (B, T, d)
+  Tensor h = embed(/*source=*/false, tgt_in, offset);  // (B, T, d)
   for (size_t i = 0; i < decoder_layers_.size(); ++i) {
     h = decoder_layers_[i]->forward(h, enc.memory, enc.pad_mask, cache != nullptr ? &cache->layers[i] : nullptr);
   }
   if (decoder_norm_) h = decoder_norm_->forward(h);
   if (cache != nullptr) cache->length += tgt_in.size(1);
-  return output_proj_ ? output_proj_->forward(h) : linear(h, tgt_embed_->weight());  // (B, T, V_tgt)
+  return h;
+}
+
+// tied: h E^T (E the target table, or this rank's rows of it); untied: output_proj(h).
+Tensor Translator::logits_shard(const Tensor& h) const {
+  if (!tp_.enabled()) return output_proj_ ? output_proj_->forward(h) : linear(h, tgt_embed_->weight());
+  if (output_proj_tp_) return output_proj_tp_->forward(h);
+  return linear(parallel::copy_to_tp_region(h, *tp_.group), tgt_embed_tp_->weight());
+}
+
+Tensor Translator::decode(const Tensor& tgt_in, const Encoded& enc, DecoderCache* cache) const {
+  const Tensor shard = logits_shard(decode_hidden(tgt_in, enc, cache));  // (B, T, V_tgt / tp)
+  return tp_.enabled() ? parallel::gather_from_tp_region(shard, *tp_.group) : shard;
 }
 
 Tensor Translator::forward(const Tensor& src, const Tensor& tgt_in) const { return decode(tgt_in, encode(src)); }
+
+Tensor Translator::loss(const Tensor& src, const Tensor& tgt_in, const Tensor& tgt_out, double label_smoothing,
+                        Reduction reduction) const {
+  if (!tp_.enabled()) return translation_loss(forward(src, tgt_in), tgt_out, options_.pad_id, label_smoothing, reduction);
+  const Tensor shard = logits_shard(decode_hidden(tgt_in, encode(src), nullptr));  // (B, T, V_tgt / tp)
+  CHECK(tgt_out.dim() == 2 && tgt_out.size(0) == shard.size(0) && tgt_out.size(1) == shard.size(1))
+      << "Translator::loss: targets " << tgt_out.str() << " for logits " << shard.str();
+  if (!(label_smoothing >= 0.0 && label_smoothing < 1.0)) {
+    throw ConfigError("label_smoothing: must be in [0, 1), got " + std::to_string(label_smoothing));
+  }
+  const int64_t rows = shard.size(0) * shard.size(1);
+  return parallel::vocab_parallel_cross_entropy(reshape(shard, {rows, shard.size(2)}), reshape(tgt_out, {rows}),
+                                                options_.pad_id, label_smoothing, *tp_.group, reduction);
+}
 
 DecoderCache Translator::new_cache() const {
   DecoderCache cache;

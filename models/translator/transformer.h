@@ -15,6 +15,8 @@
 #include "core/ops/loss.h"
 #include "core/util/generator.h"
 #include "models/translator/transformer_layers.h"
+#include "parallel/tp/parallel_linear.h"
+#include "parallel/tp/vocab_parallel.h"
 
 namespace px::translator {
 
@@ -59,10 +61,17 @@ struct DecoderCache {
 //   output_proj.weight (V_tgt, d)   [tie_output: none; the target table is used]
 // Embeddings are drawn N(0, d^-1/2) with the pad row zero (fairseq), attention as torch's MultiheadAttention,
 // other Linears torch's default. Embedding outputs are scaled by sqrt(d) before positions are added.
+//
+// Tensor parallel (tp.enabled()): the same names with sharded parameters — embeddings VocabParallelEmbedding
+// (V / tp rows), attention and feed-forward blocks their parallel versions, output_proj a ColumnParallelLinear
+// (V / tp rows); LayerNorms replicated. Every shard is the slice of the tp = 1 weights of the same seed. Both
+// vocabularies must be divisible by tp (no padding; a px::ConfigError otherwise).
 class Translator : public nn::Module {
  public:
-  // Weights from init_gen; dropout masks from dropout_gen, which must outlive the model.
-  Translator(const TranslatorOptions& options, Generator& init_gen, Generator& dropout_gen);
+  // Weights from init_gen; dropout masks from dropout_gen (replicated activations) and tp's sharded stream,
+  // which must outlive the model.
+  Translator(const TranslatorOptions& options, Generator& init_gen, Generator& dropout_gen,
+             const TensorParallel& tp = {});
 
   // src i64 (B, S), right-padded with pad_id -> memory (B, S, d) and the padding mask.
   // Here and in decode, positions beyond max_positions are a px::DataError naming it.
@@ -73,6 +82,10 @@ class Translator : public nn::Module {
   Tensor decode(const Tensor& tgt_in, const Encoded& enc, DecoderCache* cache = nullptr) const;
   // decode(tgt_in, encode(src)) -> (B, T, V_tgt)
   Tensor forward(const Tensor& src, const Tensor& tgt_in) const;
+  // translation_loss(forward(src, tgt_in), tgt_out, ...) without ever forming the full logits under tensor
+  // parallelism (vocab-parallel cross-entropy); the same value on every tp rank. tgt_out i64 (B, T) -> 0-d
+  Tensor loss(const Tensor& src, const Tensor& tgt_in, const Tensor& tgt_out, double label_smoothing,
+              Reduction reduction = Reduction::sum) const;
 
   // An empty cache with one entry per decoder layer.
   DecoderCache new_cache() const;
@@ -80,18 +93,25 @@ class Translator : public nn::Module {
   const TranslatorOptions& options() const { return options_; }
 
  private:
-  // ids (B, L) -> dropout(embed(ids) * sqrt(d) + PE[offset:offset+L]) (B, L, d)
-  Tensor embed(const nn::Embedding& table, const Tensor& ids, int64_t offset) const;
+  // ids (B, L) -> dropout(table(ids) * sqrt(d) + PE[offset:offset+L]) (B, L, d); source or target table.
+  Tensor embed(bool source, const Tensor& ids, int64_t offset) const;
+  // The decoder stack's output h (B, T, d) for tgt_in (see decode).
+  Tensor decode_hidden(const Tensor& tgt_in, const Encoded& enc, DecoderCache* cache) const;
+  // h (B, T, d) -> this rank's logits (B, T, V_tgt / tp) (all of them at tp = 1).
+  Tensor logits_shard(const Tensor& h) const;
 
   TranslatorOptions options_;
-  std::shared_ptr<nn::Embedding> src_embed_, tgt_embed_;  // the same object when shared
+  TensorParallel tp_;
+  std::shared_ptr<nn::Embedding> src_embed_, tgt_embed_;  // tp = 1; the same object when shared
+  std::shared_ptr<parallel::VocabParallelEmbedding> src_embed_tp_, tgt_embed_tp_;  // tp > 1; likewise
   std::shared_ptr<nn::SinusoidalPositionalEncoding> positions_;
   std::shared_ptr<nn::Dropout> embed_dropout_;
   std::shared_ptr<nn::Module> encoder_, decoder_;  // containers of `layers` (ModuleList) and `norm`
   std::vector<std::shared_ptr<TransformerEncoderLayer>> encoder_layers_;
   std::vector<std::shared_ptr<TransformerDecoderLayer>> decoder_layers_;
   std::shared_ptr<nn::LayerNorm> encoder_norm_, decoder_norm_;  // pre-norm only
-  std::shared_ptr<nn::Linear> output_proj_;  // untied only, no bias
+  std::shared_ptr<nn::Linear> output_proj_;  // untied only, no bias (tp = 1)
+  std::shared_ptr<parallel::ColumnParallelLinear> output_proj_tp_;  // untied only, no bias (tp > 1)
 };
 
 // Label-smoothed cross-entropy of the target tokens, padding ignored:

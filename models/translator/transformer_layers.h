@@ -10,8 +10,19 @@
 #include "core/nn/layer_norm.h"
 #include "core/nn/module.h"
 #include "core/util/generator.h"
+#include "parallel/tp/parallel_attention.h"
+#include "parallel/tp/parallel_feed_forward.h"
 
 namespace px::translator {
+
+// Tensor parallelism for a model: the tp group its attention heads, feed-forward blocks and vocabularies are
+// split over, and the dropout stream of the sharded activations (different on every tp rank). Without a group,
+// or with a group of one, the plain single-process layers are used.
+struct TensorParallel {
+  parallel::ProcessGroup* group = nullptr;
+  Generator* sharded_dropout_gen = nullptr;  // required when enabled()
+  bool enabled() const { return group != nullptr && group->size() > 1; }
+};
 
 // A decoder layer's state while decoding one step at a time: its self-attention keys/values so far and
 // the projected encoder memory of its cross-attention.
@@ -28,9 +39,10 @@ class TransformerEncoderLayer : public nn::Module {
   // Initial weights from init_gen; dropout masks from dropout_gen (which must outlive the layer).
   // `dropout` on the sublayer outputs and inside the feed-forward block, `attention_dropout` on the attention
   // probabilities.
+  // With tp enabled, self_attn and ff are their tensor-parallel versions (same names, sharded parameters).
   TransformerEncoderLayer(int64_t d_model, int64_t num_heads, int64_t d_ff, double dropout, double attention_dropout,
                           nn::Activation activation, bool pre_norm, Generator& init_gen, Generator& dropout_gen,
-                          DType dtype = DType::f32);
+                          DType dtype = DType::f32, const TensorParallel& tp = {});
   // One generator, and one dropout rate everywhere (torch's layer).
   TransformerEncoderLayer(int64_t d_model, int64_t num_heads, int64_t d_ff, double dropout, nn::Activation activation,
                           bool pre_norm, Generator& gen, DType dtype = DType::f32)
@@ -44,8 +56,10 @@ class TransformerEncoderLayer : public nn::Module {
 
  private:
   bool pre_norm_;
-  std::shared_ptr<nn::MultiheadAttention> self_attn_;
-  std::shared_ptr<nn::FeedForward> ff_;
+  std::shared_ptr<nn::MultiheadAttention> self_attn_;  // tp = 1
+  std::shared_ptr<parallel::ParallelMultiheadAttention> self_attn_tp_;  // tp > 1
+  std::shared_ptr<nn::FeedForward> ff_;  // tp = 1
+  std::shared_ptr<parallel::ParallelFeedForward> ff_tp_;  // tp > 1
   std::shared_ptr<nn::LayerNorm> norm1_, norm2_;
   std::shared_ptr<nn::Dropout> dropout1_, dropout2_;
 };
@@ -59,9 +73,10 @@ class TransformerDecoderLayer : public nn::Module {
  public:
   // `dropout` on the sublayer outputs and inside the feed-forward block, `attention_dropout` on the attention
   // probabilities.
+  // With tp enabled, self_attn, cross_attn and ff are their tensor-parallel versions.
   TransformerDecoderLayer(int64_t d_model, int64_t num_heads, int64_t d_ff, double dropout, double attention_dropout,
                           nn::Activation activation, bool pre_norm, Generator& init_gen, Generator& dropout_gen,
-                          DType dtype = DType::f32);
+                          DType dtype = DType::f32, const TensorParallel& tp = {});
   // One generator, and one dropout rate everywhere (torch's layer).
   TransformerDecoderLayer(int64_t d_model, int64_t num_heads, int64_t d_ff, double dropout, nn::Activation activation,
                           bool pre_norm, Generator& gen, DType dtype = DType::f32)
@@ -79,8 +94,10 @@ class TransformerDecoderLayer : public nn::Module {
 
  private:
   bool pre_norm_;
-  std::shared_ptr<nn::MultiheadAttention> self_attn_, cross_attn_;
-  std::shared_ptr<nn::FeedForward> ff_;
+  std::shared_ptr<nn::MultiheadAttention> self_attn_, cross_attn_;  // tp = 1
+  std::shared_ptr<parallel::ParallelMultiheadAttention> self_attn_tp_, cross_attn_tp_;  // tp > 1
+  std::shared_ptr<nn::FeedForward> ff_;  // tp = 1
+  std::shared_ptr<parallel::ParallelFeedForward> ff_tp_;  // tp > 1
   std::shared_ptr<nn::LayerNorm> norm1_, norm2_, norm3_;
   std::shared_ptr<nn::Dropout> dropout1_, dropout2_, dropout3_;
 };

@@ -1,0 +1,22 @@
+// Global-norm gradient clipping for a model whose parameters are sharded over a tensor-parallel group:
+// torch.nn.utils.clip_grad_norm_ of the full (tp = 1) model, computed from the shards.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "parallel/comm/process_group.h"
+#include "parallel/tp/shard_spec.h"
+
+namespace px::parallel {
+
+// total = sqrt(sum over the full model's gradient elements of g^2): every tp rank adds the squares of its shards of
+// sharded parameters and tp rank 0 alone those of replicated ones (identical on every rank), summed over `tp`.
+// Data-parallel ranks hold identical (all-reduced) gradients and need nothing more. When max_norm / (total + 1e-6)
+// < 1 every gradient is scaled by it. Returns total (before clipping); collective over tp.
+double clip_grad_norm(const std::vector<std::pair<std::string, Tensor>>& named_params,
+                      const std::map<std::string, ShardSpec>& specs, ProcessGroup& tp, double max_norm);
+
+}  // namespace px::parallel

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# `parallax train` under mpirun: dp x tp runs match one process, a checkpoint resumes on another layout,
+# SIGTERM/SIGUSR1 stop every rank at the same step with a checkpoint, a bad layout is a one-line error on
+# every rank, and a stalled rank makes the others fail with a message naming it instead of hanging.
+set -uo pipefail
+PARALLAX=$1
+WORK=$(mktemp -d)
+BG_PID=""
+cleanup() {
+  if [ -n "$BG_PID" ]; then kill -KILL "$BG_PID" 2>/dev/null; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+PY=/usr/bin/python3
+MPIRUN="mpirun --oversubscribe --allow-run-as-root --mca btl self,vader,tcp"
+fails=0
+fail() { echo "FAIL $*"; fails=$((fails + 1)); }
+
+# run NAME EXPECTED_RC COMMAND...: stdout in $OUT, stderr in $ERR; a hang fails instead of blocking ctest.
+run() {
+  local name=$1 want=$2
+  shift 2
+  timeout -k 10 300 "$@" >"$WORK/stdout" 2>"$WORK/stderr"
+  local rc=$?
+  OUT=$(cat "$WORK/stdout")
+  ERR=$(cat "$WORK/stderr")
+  if { [ "$want" = nonzero ] && [ "$rc" -eq 0 ]; } || { [ "$want" != nonzero ] && [ "$rc" -ne "$want" ]; }; then
+    fail "$name: exit $rc, expected $want"
+    echo "$OUT" | tail -8
+    echo "$ERR" | tail -8
+    return 1
+  fi
+  echo "ok   $name"
+}
+expect_in() {  # expect_in NAME TEXT TEXT_TO_SEARCH
+  grep -qF -- "$2" <<<"$3" || { fail "$1: output lacks '$2'"; echo "$3" | head -12; }
+}
+
+# --- A synthetic corpus (English -> Spanish digit words) and a 1+1-layer model with 4 heads. -----------------
+$PY - "$WORK" <<'PYEOF'
+import sys
+en = "zero one two three four five six seven eight nine".split()
+es = "cero uno dos tres cuatro cinco seis siete ocho nueve".split()
+state = 4242
+def draw():
+    global state
+    state = (state * 1103515245 + 12345) % 2**31
+    return state >> 8
+for split, n in (("train", 400), ("valid", 16), ("test", 16)):
+    with open(f"{sys.argv[1]}/{split}.en", "w") as f_en, open(f"{sys.argv[1]}/{split}.es", "w") as f_es:
+        for _ in range(n):
+            digits = [draw() % 10 for _ in range(3 + draw() % 5)]
+            f_en.write(" ".join(en[d] for d in digits) + "\n")
+            f_es.write(" ".join(es[d] for d in digits) + "\n")
+PYEOF
+# Vocabulary 296 (byte_fallback's 256 pieces + words; this corpus has room for 299): divisible by tp = 2, 4, 8.
+run "build-translation" 0 "$PARALLAX" data build-translation --src "$WORK/train.en" --tgt "$WORK/train.es" \
+  --valid-src "$WORK/valid.en" --valid-tgt "$WORK/valid.es" --test-src "$WORK/test.en" --test-tgt "$WORK/test.es" \
+  --out "$WORK/data" --shards 2 --vocab-size 296 || { echo "$fails failure(s)"; exit 1; }
+
+# Dropout off: tp > 1 draws the masks of sharded activations per tp rank, so only without dropout do layouts
+# compute the same function. One thread per rank: up to 4 ranks share 2 cores.
+CONFIG="$WORK/tiny.pbtxt"
+cat >"$CONFIG" <<PBEOF
+model { d_model: 32 num_heads: 4 encoder_layers: 1 decoder_layers: 1 d_ff: 64 dropout: 0.0 pre_norm: true
+        max_positions: 32 }
+data { dir: "$WORK/data" max_length: 32 }
+optimizer { lr: 3e-3 clip_grad_norm: 1.0 }
+schedule { name: "inverse_sqrt" warmup_steps: 10 }
+train { max_steps: 6 batch_tokens: 400 seed: 3 threads: 1 }
+eval { every_steps: 0 beam: 2 max_sentences: 8 batch_tokens: 512 }
+log { every_steps: 1 }
+checkpoint { every_steps: 3 keep_last: 3 }
+parallel { bucket_mb: 0.01 }
+PBEOF
+
+# compare_losses NAME RUN_A RUN_B FIRST LAST: the step losses of two runs agree to f32 rounding of different
+# summation orders (1e-4 relative), and each run logged every step.
+compare_losses() {
+  $PY - "$2" "$3" "$4" "$5" <<'PYEOF' || fail "$1: losses differ"
+import json, sys
+def losses(run):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(run + "/metrics.jsonl")) if "loss" in r}
+a, b, first, last = losses(sys.argv[1]), losses(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+for step in range(first, last + 1):
+    assert step in a and step in b, (step, sorted(a), sorted(b))
+    assert abs(a[step] - b[step]) <= 1e-4 * abs(b[step]), (step, a[step], b[step])
+print("losses agree:", {s: (round(a[s], 5), round(b[s], 5)) for s in range(first, last + 1)})
+PYEOF
+}
+
+# --- 1. one process, dp=2, tp=2, and dp=2 x tp=2 compute the same 6 steps. ---------------------------------
+S="$WORK/single"
+run "train single process" 0 "$PARALLAX" train "$CONFIG" --run-dir "$S"
+for layout in "2 1" "2 2" "4 2"; do
+  set -- $layout
+  np=$1 tp=$2
+  R="$WORK/np${np}_tp${tp}"
+  run "train np=$np tp=$tp" 0 $MPIRUN -np "$np" "$PARALLAX" train "$CONFIG" --run-dir "$R" --set parallel.tp=$tp
+  expect_in "np=$np tp=$tp progress" "step 6/6 | loss" "$OUT"
+  expect_in "np=$np tp=$tp layout line" "dp $((np / tp)) x tp $tp" "$OUT"
+  [ "$(grep -c 'step 6/6' <<<"$OUT")" = 1 ] || fail "np=$np tp=$tp: progress printed by more than rank 0"
+  for r in $(seq 0 $((np - 1))); do
+    ls "$R"/logs/rank$r.* >/dev/null 2>&1 || fail "np=$np tp=$tp: no logs/rank$r.*"
+  done
+  compare_losses "np=$np tp=$tp vs one process" "$R" "$S" 1 6
+done
+
+# --- 2. the dp2 x tp2 checkpoint resumes on one process (tp 1) and on tp 2 x dp 1; all match a straight run. --
+run "train single to 9" 0 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/single9" --set train.max_steps=9
+cp -r "$WORK/np4_tp2" "$WORK/resume_tp1"
+run "resume dp2xtp2 -> one process" 0 "$PARALLAX" train --run-dir "$WORK/resume_tp1" --set train.max_steps=9 \
+  --set parallel.tp=1
+expect_in "resume tp1" "(step 6)" "$OUT"
+compare_losses "resumed on one process" "$WORK/resume_tp1" "$WORK/single9" 7 9
+cp -r "$WORK/np4_tp2" "$WORK/resume_tp2"
+run "resume dp2xtp2 -> tp2" 0 $MPIRUN -np 2 "$PARALLAX" train --run-dir "$WORK/resume_tp2" --set train.max_steps=9 \
+  --set parallel.tp=2
+compare_losses "resumed on tp 2" "$WORK/resume_tp2" "$WORK/single9" 7 9
+grep -q "tp: 2" "$WORK/np4_tp2/checkpoints/step_6/manifest.pbtxt" || fail "manifest lacks the saving layout (tp: 2)"
+grep -q "world_size: 4" "$WORK/np4_tp2/checkpoints/step_6/manifest.pbtxt" || fail "manifest lacks world_size: 4"
+
+# --- 3. bad layouts: every rank fails at set-up with one line naming parallel.tp; nothing hangs. --------------
+run "tp does not divide the world" nonzero $MPIRUN -np 3 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/bad1" \
+  --set parallel.tp=2
+expect_in "tp vs world" "parallel.tp: 2 does not divide the world size 3" "$ERR"
+[ -e "$WORK/bad1" ] && fail "bad layout: the run dir was created"
+run "tp does not divide the heads" nonzero $MPIRUN -np 2 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/bad2" \
+  --set parallel.tp=8
+expect_in "tp vs heads" "parallel.tp: 8 does not divide model.num_heads 4" "$ERR"
+
+# --- 4. SIGTERM and SIGUSR1 to one rank: all ranks stop after the same step, save it, exit 0. ----------------
+for sig in TERM USR1; do
+  R="$WORK/sig_$sig"
+  timeout -k 10 300 $MPIRUN -np 2 "$PARALLAX" train "$CONFIG" --run-dir "$R" --set train.max_steps=100000 \
+    --set checkpoint.every_steps=0 >"$WORK/sig.out" 2>&1 &
+  BG_PID=$!
+  for _ in $(seq 1 600); do  # until step 2 is logged
+    grep -qs '"step": 2' "$R/metrics.jsonl" 2>/dev/null && break
+    grep -qs '"step":2' "$R/metrics.jsonl" 2>/dev/null && break
+    sleep 0.2
+  done
+  rank1=$(pgrep -f -n "parallax train .*--run-dir $R")
+  kill -$sig "$rank1"
+  wait "$BG_PID"
+  rc=$?
+  BG_PID=""
+  [ "$rc" = 0 ] || { fail "SIG$sig: exit $rc"; tail -5 "$WORK/sig.out"; }
+  expect_in "SIG$sig" "stopped by SIG$sig" "$(cat "$WORK/sig.out")"
+  latest=$(cat "$R/checkpoints/latest" 2>/dev/null)
+  [ -n "$latest" ] && [ -s "$R/checkpoints/$latest/tensors.h5" ] || fail "SIG$sig: no checkpoint"
+  echo "ok   SIG$sig stops both ranks at $latest"
+done
+
+# --- 5. a stalled rank: the other fails within the deadline naming the group, the op and the rank. ----------
+R="$WORK/stall"
+start=$(date +%s)
+timeout -k 10 120 $MPIRUN -np 2 "$PARALLAX" train "$CONFIG" --run-dir "$R" --set train.max_steps=100000 \
+  --set parallel.timeout_minutes=0.05 >"$WORK/stall.out" 2>&1 &
+BG_PID=$!
+for _ in $(seq 1 600); do
+  grep -qs '"step"' "$R/metrics.jsonl" 2>/dev/null && break
+  sleep 0.2
+done
+victim=$(pgrep -f -n "parallax train .*--run-dir $R")
+kill -STOP "$victim"
+wait "$BG_PID"
+rc=$?
+BG_PID=""
+elapsed=$(($(date +%s) - start))
+[ "$rc" != 0 ] || fail "stalled rank: exit 0"
+[ "$rc" != 124 ] || fail "stalled rank: the job hung until timeout(1) killed it"
+kill -KILL "$victim" 2>/dev/null
+STALL=$(cat "$WORK/stall.out")
+expect_in "stalled rank" "parallax: error: rank" "$STALL"
+expect_in "stalled rank" "did not complete within" "$STALL"
+grep -qE "rank [01] (did not answer|has not arrived)" <<<"$STALL" || { fail "stalled rank: no rank named"; echo "$STALL" | tail -5; }
+echo "ok   stalled rank reported after ${elapsed}s"
+
+if [ "$fails" -ne 0 ]; then
+  echo "$fails failure(s)"
+  exit 1
+fi
+echo "all parallel CLI checks passed"
