@@ -160,19 +160,21 @@ class Trainer {
     // saved offset. A checkpoint of a tp = 1 run has none: the stream then starts fresh.
     const auto latest = latest_checkpoint(run_.root);
     Generator* sharded = bundle_.sharded_dropout_gen.get();
-    if (sharded != nullptr) {
-      const bool saved = !latest || std::any_of(read_manifest(*latest).rng().begin(), read_manifest(*latest).rng().end(),
-                                                [](const auto& r) { return r.name() == kShardedDropoutRng; });
-      if (saved) state_.rngs.emplace_back(kShardedDropoutRng, sharded);
+    bool restore_sharded = false;
+    if (sharded != nullptr && latest) {
+      const ckpt::proto::Manifest manifest = read_manifest(*latest);
+      restore_sharded = std::any_of(manifest.rng().begin(), manifest.rng().end(),
+                                    [](const ckpt::proto::RngState& r) { return r.name() == kShardedDropoutRng; });
     }
+    if (restore_sharded) state_.rngs.emplace_back(kShardedDropoutRng, sharded);
     if (latest) {
       const uint64_t own_seed = sharded != nullptr ? sharded->seed() : 0;
       load_checkpoint(*latest, model_, optimizer_.get(), &state_, layout_);
       if (sharded != nullptr) sharded->set_state(own_seed, sharded->offset());
-      if (sharded != nullptr && state_.rngs.size() == 1) state_.rngs.emplace_back(kShardedDropoutRng, sharded);
       LOG(INFO) << "resumed from " << *latest << " at step " << state_.step;
       say("resuming from %s (step %lld)\n", latest->c_str(), static_cast<long long>(state_.step));
     }
+    if (sharded != nullptr && !restore_sharded) state_.rngs.emplace_back(kShardedDropoutRng, sharded);
     last_checkpoint_step_ = state_.step;
   }
 

@@ -9,14 +9,14 @@
 
 namespace px::nn {
 
-namespace {
-
-// Bool (T, S): true where key j lies after query i, whose absolute position is q_offset + i.
+// k_pos > q_pos with q_pos = q_offset + i, k_pos = j.
 Tensor causal_mask(int64_t T, int64_t S, int64_t q_offset, Device device) {
   const Tensor q_pos = reshape(narrow(arange(q_offset + T, DType::i64, device), 0, q_offset, T), {T, 1});
   const Tensor k_pos = reshape(arange(S, DType::i64, device), {1, S});
   return gt(k_pos, q_pos);
 }
+
+namespace {
 
 void check_sequence(const Tensor& t, int64_t d_model, const char* what) {
   CHECK(t.defined() && t.dim() == 3 && t.size(2) == d_model)

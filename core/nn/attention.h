@@ -12,6 +12,10 @@
 
 namespace px::nn {
 
+// Bool (T, S): true where key j lies after query i, whose absolute position is q_offset + i (the causal mask of
+// queries at positions q_offset.. over keys 0..S-1).
+Tensor causal_mask(int64_t T, int64_t S, int64_t q_offset, Device device);
+
 // Keys and values one attention layer has seen so far while decoding incrementally.
 // Self-attention appends the new positions' projections at each step; cross-attention fills it once
 // with the projected encoder output and reuses it. Undefined tensors mean "nothing cached yet".

@@ -13,14 +13,6 @@ namespace px::parallel {
 
 namespace {
 
-// Bool (T, S): true where key j lies after query i, whose absolute position is q_offset + i
-// (nn::MultiheadAttention's causal mask).
-Tensor causal_mask(int64_t T, int64_t S, int64_t q_offset, Device device) {
-  const Tensor q_pos = reshape(narrow(arange(q_offset + T, DType::i64, device), 0, q_offset, T), {T, 1});
-  const Tensor k_pos = reshape(arange(S, DType::i64, device), {1, S});
-  return gt(k_pos, q_pos);
-}
-
 void check_sequence(const Tensor& t, int64_t d_model, const char* what) {
   CHECK(t.defined() && t.dim() == 3 && t.size(2) == d_model)
       << "ParallelMultiheadAttention(d_model " << d_model << "): " << what << " must be (B, L, d_model), got "
@@ -63,7 +55,7 @@ Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& k
         << key_padding_mask.str();
     scores = masked_fill(scores, reshape(key_padding_mask, {B, 1, 1, S}), kMasked);
   }
-  if (causal) scores = masked_fill(scores, causal_mask(T, S, q_offset, q.device()), kMasked);
+  if (causal) scores = masked_fill(scores, nn::causal_mask(T, S, q_offset, q.device()), kMasked);
   const Tensor probs = attn_dropout.forward(softmax(scores));  // (B, H / tp, T, S)
   const Tensor context = transpose(matmul(probs, v), 1, 2);  // (B, T, H / tp, dh)
   return out.forward(reshape(context, {B, T, h * head_dim}));

@@ -3,6 +3,7 @@
 # run-dir contents, bit-exact resume, SIGTERM, one-line errors that leave the run dir alone, eval, translate.
 set -uo pipefail
 PARALLAX=$1
+SRC=$2
 WORK=$(mktemp -d)
 BG_PID=""
 cleanup() {
@@ -46,22 +47,7 @@ snapshot() {
 }
 
 # --- A synthetic corpus: English digit words -> Spanish digit words, 3 to 7 words a line. ---------------
-$PY - "$WORK" <<'EOF'
-import sys
-en = "zero one two three four five six seven eight nine".split()
-es = "cero uno dos tres cuatro cinco seis siete ocho nueve".split()
-state = 12345
-def draw():
-    global state
-    state = (state * 1103515245 + 12345) % 2**31
-    return state >> 8
-for split, n in (("train", 400), ("valid", 30), ("test", 30)):
-    with open(f"{sys.argv[1]}/{split}.en", "w") as f_en, open(f"{sys.argv[1]}/{split}.es", "w") as f_es:
-        for _ in range(n):
-            digits = [draw() % 10 for _ in range(3 + draw() % 5)]
-            f_en.write(" ".join(en[d] for d in digits) + "\n")
-            f_es.write(" ".join(es[d] for d in digits) + "\n")
-EOF
+$PY "$SRC/tests/common/digit_corpus.py" "$WORK" 12345 400 30 30
 # byte_fallback puts 256 byte pieces in every vocabulary: 300 leaves room for the words.
 px "build-translation" 0 data build-translation --src "$WORK/train.en" --tgt "$WORK/train.es" \
   --valid-src "$WORK/valid.en" --valid-tgt "$WORK/valid.es" --test-src "$WORK/test.en" --test-tgt "$WORK/test.es" \

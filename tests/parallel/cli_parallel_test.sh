@@ -4,6 +4,7 @@
 # every rank, and a stalled rank makes the others fail with a message naming it instead of hanging.
 set -uo pipefail
 PARALLAX=$1
+SRC=$2
 WORK=$(mktemp -d)
 BG_PID=""
 cleanup() {
@@ -37,22 +38,7 @@ expect_in() {  # expect_in NAME TEXT TEXT_TO_SEARCH
 }
 
 # --- A synthetic corpus (English -> Spanish digit words) and a 1+1-layer model with 4 heads. -----------------
-$PY - "$WORK" <<'PYEOF'
-import sys
-en = "zero one two three four five six seven eight nine".split()
-es = "cero uno dos tres cuatro cinco seis siete ocho nueve".split()
-state = 4242
-def draw():
-    global state
-    state = (state * 1103515245 + 12345) % 2**31
-    return state >> 8
-for split, n in (("train", 400), ("valid", 16), ("test", 16)):
-    with open(f"{sys.argv[1]}/{split}.en", "w") as f_en, open(f"{sys.argv[1]}/{split}.es", "w") as f_es:
-        for _ in range(n):
-            digits = [draw() % 10 for _ in range(3 + draw() % 5)]
-            f_en.write(" ".join(en[d] for d in digits) + "\n")
-            f_es.write(" ".join(es[d] for d in digits) + "\n")
-PYEOF
+$PY "$SRC/tests/common/digit_corpus.py" "$WORK" 4242 400 16 16
 # Vocabulary 296 (byte_fallback's 256 pieces + words; this corpus has room for 299): divisible by tp = 2, 4, 8.
 run "build-translation" 0 "$PARALLAX" data build-translation --src "$WORK/train.en" --tgt "$WORK/train.es" \
   --valid-src "$WORK/valid.en" --valid-tgt "$WORK/valid.es" --test-src "$WORK/test.en" --test-tgt "$WORK/test.es" \
@@ -119,6 +105,22 @@ run "resume dp2xtp2 -> tp2" 0 $MPIRUN -np 2 "$PARALLAX" train --run-dir "$WORK/r
 compare_losses "resumed on tp 2" "$WORK/resume_tp2" "$WORK/single9" 7 9
 grep -q "tp: 2" "$WORK/np4_tp2/checkpoints/step_6/manifest.pbtxt" || fail "manifest lacks the saving layout (tp: 2)"
 grep -q "world_size: 4" "$WORK/np4_tp2/checkpoints/step_6/manifest.pbtxt" || fail "manifest lacks world_size: 4"
+
+# --- 2b. with dropout on, a tp 2 run resumed on the same layout is bit-exact (every rank's streams restored). --
+run "np=2 tp=2 dropout, 6 straight" 0 $MPIRUN -np 2 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/drop_straight" \
+  --set parallel.tp=2 --set model.dropout=0.2 --set model.attention_dropout=0.1
+run "np=2 tp=2 dropout, 3" 0 $MPIRUN -np 2 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/drop_resumed" \
+  --set parallel.tp=2 --set model.dropout=0.2 --set model.attention_dropout=0.1 --set train.max_steps=3
+run "np=2 tp=2 dropout, resume to 6" 0 $MPIRUN -np 2 "$PARALLAX" train --run-dir "$WORK/drop_resumed" \
+  --set train.max_steps=6
+$PY - "$WORK/drop_resumed" "$WORK/drop_straight" <<'PYEOF' || fail "tp 2 resume with dropout is not bit-exact"
+import json, sys
+def losses(run):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(run + "/metrics.jsonl")) if "loss" in r}
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+assert sorted(a) == sorted(b) == list(range(1, 7)), (sorted(a), sorted(b))
+assert all(a[s] == b[s] for s in range(1, 7)), (a, b)
+PYEOF
 
 # --- 3. bad layouts: every rank fails at set-up with one line naming parallel.tp; nothing hangs. --------------
 run "tp does not divide the world" nonzero $MPIRUN -np 3 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/bad1" \
