@@ -26,6 +26,7 @@
 #include "core/util/check.h"
 #include "core/util/error.h"
 #include "data/hdf5_file.h"
+#include "parallel/dp/zero_adamw.h"
 #include "parallel/tp/shard_spec.h"
 
 namespace px {
@@ -254,6 +255,11 @@ std::optional<parallel::ShardSpec> sharded_spec(const std::vector<std::pair<std:
   return it->second;
 }
 
+// The model parameter behind an optimizer parameter: itself, or under ZeRO-1 the parameter its dp slice is of.
+Tensor model_param(const Tensor& opt_param, const ShardLayout& layout) {
+  return layout.zero ? layout.zero->slice_of(opt_param).param : opt_param;
+}
+
 // Everything a checkpoint stores, as full (tp = 1) tensors.
 struct FullState {
   std::vector<std::pair<std::string, Tensor>> model;  // state-dict key -> tensor
@@ -282,9 +288,10 @@ FullState gather_full_state(const nn::Module& model, const optim::Optimizer& opt
   };
   FullState state;
   for (const auto& [key, t] : model.state_dict()) state.model.emplace_back(key, full(t, t));
-  for (const Tensor& param : optimizer.params()) {
-    const optim::ParamState* param_state = optimizer.state(param);
+  for (const Tensor& opt_param : optimizer.params()) {
+    const optim::ParamState* param_state = optimizer.state(opt_param);
     if (param_state == nullptr) continue;
+    const Tensor param = model_param(opt_param, layout);
     FullState::Param saved;
     saved.name = parameter_name(named, param);
     CHECK(!saved.name.empty()) << "save_checkpoint: " << optimizer.name() << " parameter " << param.str()
@@ -293,7 +300,8 @@ FullState gather_full_state(const nn::Module& model, const optim::Optimizer& opt
     for (const auto& [key, t] : param_state->tensors) {
       CHECK(!key.empty() && key.find('/') == std::string::npos)
           << optimizer.name() << ": state key '" << key << "' must be non-empty without '/'";
-      saved.tensors.emplace_back(key, full(t, param));
+      const Tensor unsliced = layout.zero ? layout.zero->gather_slices(t, layout.zero->slice_of(opt_param)) : t;
+      saved.tensors.emplace_back(key, full(unsliced, param));
     }
     state.optimizer.push_back(std::move(saved));
   }
@@ -618,11 +626,11 @@ ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Mod
     if (manifest.optimizer() != optimizer->name())
       fail(manifest_path, "optimizer state of " + manifest.optimizer() + ", loading into " + optimizer->name());
     const std::vector<std::pair<std::string, Tensor>> named = model.named_parameters();
-    for (const Tensor& param : optimizer->params()) {
-      const std::string name = parameter_name(named, param);
-      CHECK(!name.empty()) << "load_checkpoint: " << optimizer->name() << " parameter " << param.str()
+    for (const Tensor& opt_param : optimizer->params()) {
+      const std::string name = parameter_name(named, model_param(opt_param, layout));
+      CHECK(!name.empty()) << "load_checkpoint: " << optimizer->name() << " parameter " << opt_param.str()
                            << " is not a parameter of the " << model.type_name();
-      param_loads[name].param = param;
+      param_loads[name].param = opt_param;
     }
     std::set<std::string> used;
     for (const ckpt::proto::OptimizerParamState& s : manifest.optimizer_state()) {
@@ -635,7 +643,7 @@ ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Mod
         const ckpt::proto::TensorEntry* e = wanted.at(name);  // check_manifest: listed
         used.insert(name);
         const Shape shape(e->shape().begin(), e->shape().end());
-        const Tensor& param = it->second.param;
+        const Tensor param = model_param(it->second.param, layout);
         if (shape != full_shape(param, param)) {
           fail(manifest_path,
                name + ": shape " + shape_str(shape) + ", the parameter has " + shape_str(full_shape(param, param)));
@@ -673,7 +681,9 @@ ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Mod
     optim::ParamState restored;
     restored.step = load.saved->step();
     for (const std::string& key : load.saved->keys()) {
-      const Tensor host = local_part(tensors.at(optim_entry(key, name)), load.param);
+      const Tensor param = model_param(load.param, layout);
+      Tensor host = local_part(tensors.at(optim_entry(key, name)), param);
+      if (layout.zero) host = layout.zero->local_slice(host, layout.zero->slice_of(load.param));
       NoGradGuard no_grad;
       restored.tensors.emplace(key, load.param.device().is_cpu() ? host : to_device(host, load.param.device()));
     }

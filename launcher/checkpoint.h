@@ -15,6 +15,10 @@
 #include "launcher/checkpoint.pb.h"
 #include "parallel/tp/shard_spec.h"
 
+namespace px::parallel {
+class ZeroAdamW;
+}
+
 namespace px {
 
 // Everything a run needs to continue exactly where it stopped.
@@ -34,6 +38,9 @@ struct ShardLayout {
   std::map<std::string, parallel::ShardSpec> specs;  // by parameter name (collect_shard_specs); absent: replicated
   bool writer = true;  // this rank writes the files; every rank of `tp` must call save_checkpoint (the gathers)
   int world_size = 1;  // recorded in the manifest
+  // With ZeRO-1 the optimizer is this ZeroAdamW, whose params() are dp slices of the model's parameters: their
+  // state is gathered over dp into full tensors on save, and each rank keeps its slice on load.
+  const parallel::ZeroAdamW* zero = nullptr;
 };
 
 // Saves `model`'s state dict, `optimizer`'s per-parameter state (step, tensors; parameters named as in the

@@ -29,6 +29,7 @@
 #include "launcher/translator_setup.h"
 #include "parallel/comm/world.h"
 #include "parallel/dp/grad_bucketer.h"
+#include "parallel/dp/zero_adamw.h"
 #include "parallel/grad_clip.h"
 #include "parallel/grid.h"
 #include "parallel/tp/shard_spec.h"
@@ -140,13 +141,24 @@ class Trainer {
         schedule_(make_schedule(config_)) {
     if (leader_) metrics_ = std::make_unique<MetricsWriter>(run_.metrics());
     const auto& o = config_.optimizer();
-    optimizer_ = std::make_unique<optim::AdamW>(model_.parameters(), o.lr(), o.weight_decay(),
-                                                optim::AdamWOptions{o.beta1(), o.beta2(), o.eps()});
+    const optim::AdamWOptions adamw_options{o.beta1(), o.beta2(), o.eps()};
+    if (o.shard_state() && grid_.dp_size() > 1) {
+      auto zero = std::make_unique<parallel::ZeroAdamW>(model_.named_parameters(), o.lr(), o.weight_decay(),
+                                                        adamw_options, grid_.dp());
+      zero_ = zero.get();
+      optimizer_ = std::move(zero);
+      say("optimizer state: %.1f MiB per rank (ZeRO-1 over dp %d; %.1f MiB unsharded)\n",
+          static_cast<double>(zero_->state_bytes()) / (1 << 20), grid_.dp_size(),
+          static_cast<double>(zero_->unsharded_state_bytes()) / (1 << 20));
+    } else {
+      optimizer_ = std::make_unique<optim::AdamW>(model_.parameters(), o.lr(), o.weight_decay(), adamw_options);
+    }
     layout_.tp = &grid_.tp();
     layout_.specs = parallel::collect_shard_specs(model_);
     layout_.writer = leader_;
     layout_.world_size = grid_.world().size();
-    if (grid_.dp_size() > 1) {
+    layout_.zero = zero_;
+    if (grid_.dp_size() > 1 && zero_ == nullptr) {
       parallel::GradBucketerOptions bucket_options;
       bucket_options.bucket_bytes = static_cast<int64_t>(config_.parallel().bucket_mb() * 1024 * 1024);
       bucket_options.op = parallel::ReduceOp::sum;  // each rank's loss is already divided by the global token count
@@ -170,6 +182,7 @@ class Trainer {
     if (latest) {
       const uint64_t own_seed = sharded != nullptr ? sharded->seed() : 0;
       load_checkpoint(*latest, model_, optimizer_.get(), &state_, layout_);
+      if (zero_ != nullptr) zero_->reload_slices();
       if (sharded != nullptr) sharded->set_state(own_seed, sharded->offset());
       LOG(INFO) << "resumed from " << *latest << " at step " << state_.step;
       say("resuming from %s (step %lld)\n", latest->c_str(), static_cast<long long>(state_.step));
@@ -234,18 +247,26 @@ class Trainer {
         local_loss = loss_sum.item();
       }
       if (bucketer_) bucketer_->finish();
+      if (zero_ != nullptr) zero_->reduce_gradients();
       const double loss_total = grid_.dp_size() > 1
                                     ? all_reduce_value(grid_.dp(), local_loss, parallel::ReduceOp::sum)
                                     : local_loss;
       const double loss_value = loss_total / tokens;
-      const double grad_norm = parallel::clip_grad_norm(named_params, layout_.specs, grid_.tp(), max_norm);
+      const double grad_norm = zero_ != nullptr
+                                   ? zero_->clip_grad_norm(layout_.specs, grid_.tp(), max_norm)
+                                   : parallel::clip_grad_norm(named_params, layout_.specs, grid_.tp(), max_norm);
       if (std::isfinite(loss_value) && std::isfinite(grad_norm)) {
-        optimizer_->step();
+        if (zero_ != nullptr) {
+          zero_->step_and_gather();
+        } else {
+          optimizer_->step();
+        }
       } else {
         LOG(WARNING) << "step " << state_.step + 1 << ": non-finite loss " << loss_value << " or grad norm "
                      << grad_norm << "; update skipped";
       }
       optimizer_->zero_grad();
+      if (zero_ != nullptr) model_.zero_grad();  // the optimizer's own params are the dp slices
       ++state_.step;
       state_.cursor = batch->after;
       state_.tokens_seen += batch->tgt_tokens;
@@ -382,7 +403,8 @@ class Trainer {
   std::unique_ptr<optim::LrSchedule> schedule_;
   std::unique_ptr<MetricsWriter> metrics_;  // rank 0 only
   ShardLayout layout_;
-  std::unique_ptr<parallel::GradBucketer> bucketer_;  // dp > 1
+  std::unique_ptr<parallel::GradBucketer> bucketer_;  // dp > 1 without ZeRO
+  parallel::ZeroAdamW* zero_ = nullptr;  // optimizer_ when optimizer.shard_state and dp > 1
   TrainState state_;
   int64_t last_checkpoint_step_ = -1, last_eval_step_ = -1;
 };

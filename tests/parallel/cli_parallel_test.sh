@@ -106,6 +106,22 @@ compare_losses "resumed on tp 2" "$WORK/resume_tp2" "$WORK/single9" 7 9
 grep -q "tp: 2" "$WORK/np4_tp2/checkpoints/step_6/manifest.pbtxt" || fail "manifest lacks the saving layout (tp: 2)"
 grep -q "world_size: 4" "$WORK/np4_tp2/checkpoints/step_6/manifest.pbtxt" || fail "manifest lacks world_size: 4"
 
+# --- 2a. ZeRO-1 (optimizer.shard_state): the same losses; its checkpoint (moments gathered over dp) resumes on
+# dp 2 with ZeRO and on one process without it. -------------------------------------------------------------
+Z="$WORK/zero_np4_tp2"
+run "train np=4 tp=2 ZeRO-1" 0 $MPIRUN -np 4 "$PARALLAX" train "$CONFIG" --run-dir "$Z" --set parallel.tp=2 \
+  --set optimizer.shard_state=true
+expect_in "ZeRO-1 memory line" "MiB per rank (ZeRO-1 over dp 2" "$OUT"
+compare_losses "ZeRO-1 np=4 tp=2 vs one process" "$Z" "$S" 1 6
+cp -r "$Z" "$WORK/zero_resume_dp2"
+run "resume ZeRO-1 dp2xtp2 -> ZeRO-1 dp 2" 0 $MPIRUN -np 2 "$PARALLAX" train --run-dir "$WORK/zero_resume_dp2" \
+  --set train.max_steps=9 --set parallel.tp=1
+compare_losses "ZeRO-1 resumed on dp 2" "$WORK/zero_resume_dp2" "$WORK/single9" 7 9
+cp -r "$Z" "$WORK/zero_resume_single"
+run "resume ZeRO-1 dp2xtp2 -> one process" 0 "$PARALLAX" train --run-dir "$WORK/zero_resume_single" \
+  --set train.max_steps=9 --set parallel.tp=1
+compare_losses "ZeRO-1 resumed on one process" "$WORK/zero_resume_single" "$WORK/single9" 7 9
+
 # --- 2b. with dropout on, a tp 2 run resumed on the same layout is bit-exact (every rank's streams restored). --
 run "np=2 tp=2 dropout, 6 straight" 0 $MPIRUN -np 2 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/drop_straight" \
   --set parallel.tp=2 --set model.dropout=0.2 --set model.attention_dropout=0.1
