@@ -20,6 +20,7 @@
 #include "parallel/grid.h"
 #include "tests/common/compare.h"
 #include "tests/common/mpi_test_main.h"
+#include "tests/parallel/small_translator.h"
 
 namespace px {
 namespace {
@@ -30,73 +31,6 @@ constexpr uint64_t kSeed = 1234;
 // f64 with the same weights and data: tp = N only reorders sums (the row-parallel all-reduce, the vocab-parallel
 // log-sum-exp), so results agree to rounding, far below 1e-10.
 constexpr double kTol = 1e-10;
-
-translator::TranslatorOptions small_options(bool shared_tied, bool pre_norm) {
-  translator::TranslatorOptions o;
-  o.src_vocab = o.tgt_vocab = 24;  // divisible by 2 and 4
-  if (!shared_tied) o.tgt_vocab = 28;
-  o.d_model = 16;
-  o.num_heads = 4;
-  o.encoder_layers = 2;
-  o.decoder_layers = 2;
-  o.d_ff = 32;
-  o.dropout = 0.0;
-  o.attention_dropout = 0.0;
-  o.activation = pre_norm ? nn::Activation::gelu : nn::Activation::relu;
-  o.pre_norm = pre_norm;
-  o.share_embeddings = shared_tied;
-  o.tie_output = shared_tied;
-  o.max_positions = 64;
-  o.pad_id = 0;
-  o.dtype = DType::f64;
-  return o;
-}
-
-// A model and the generators it draws from.
-struct Built {
-  std::unique_ptr<Generator> init, dropout, sharded;
-  std::unique_ptr<translator::Translator> model;
-};
-
-Built build(const translator::TranslatorOptions& o, ParallelGrid* grid) {
-  Built b;
-  b.init = std::make_unique<Generator>(kSeed);
-  b.dropout = std::make_unique<Generator>(kSeed + 1);
-  translator::TensorParallel tp;
-  if (grid != nullptr && grid->tp_size() > 1) {
-    b.sharded = std::make_unique<Generator>(kSeed + 2 + grid->tp_rank());
-    tp.group = &grid->tp();
-    tp.sharded_dropout_gen = b.sharded.get();
-  }
-  b.model = std::make_unique<translator::Translator>(o, *b.init, *b.dropout, tp);
-  return b;
-}
-
-// Random token ids in [1, vocab) with some right padding (pad 0); row r of every batch is the same on all ranks.
-Tensor tokens(int64_t B, int64_t L, int64_t vocab, uint64_t seed) {
-  Generator gen(seed);
-  const Tensor u = rand({B, L}, gen, 1.0, static_cast<double>(vocab) - 1e-9, DType::f64);
-  std::vector<int64_t> ids(static_cast<size_t>(B * L));
-  for (int64_t i = 0; i < B * L; ++i) {
-    const int64_t b = i / L, t = i % L;
-    ids[static_cast<size_t>(i)] = t >= L - (b % 3) ? 0 : static_cast<int64_t>(u.data<double>()[i]);
-  }
-  return from_vector(ids, {B, L});
-}
-
-struct Batch {
-  Tensor src, tgt_in, tgt_out;  // i64 (B, S), (B, T), (B, T)
-};
-
-Batch batch(const translator::TranslatorOptions& o, int64_t B, uint64_t seed) {
-  return {tokens(B, 7, o.src_vocab, seed), tokens(B, 6, o.tgt_vocab, seed + 1), tokens(B, 6, o.tgt_vocab, seed + 2)};
-}
-
-Batch rows(const Batch& b, int64_t start, int64_t n) {
-  return {narrow(b.src, 0, start, n), narrow(b.tgt_in, 0, start, n), narrow(b.tgt_out, 0, start, n)};
-}
-
-double real_tokens(const Tensor& tgt_out) { return sum(to_dtype(ne(tgt_out, zeros_like(tgt_out)), DType::f64)).item(); }
 
 // Every parameter of `par` equals its slice of the same-named parameter of `ref` (values, or gradients).
 void expect_shards_match(const translator::Translator& par, const translator::Translator& ref, ParallelGrid& grid,
@@ -125,11 +59,11 @@ TEST_P(TranslatorParallel, InitLogitsLossAndGradientsMatchOneProcess) {
   ParallelGrid grid(world.group(), tp);
   for (const bool shared_tied : {true, false}) {
     SCOPED_TRACE(shared_tied ? "shared + tied, post-norm" : "separate + untied, pre-norm");
-    const auto o = small_options(shared_tied, !shared_tied);
-    Built ref = build(o, nullptr), par = build(o, &grid);
+    const auto o = test::small_translator_options(shared_tied, !shared_tied);
+    test::BuiltTranslator ref = test::build_small_translator(o, nullptr, kSeed), par = test::build_small_translator(o, &grid, kSeed);
     expect_shards_match(*par.model, *ref.model, grid, /*grads=*/false, 0.0);  // init: exact slices
 
-    const Batch b = batch(o, 5, 77);
+    const test::TranslationBatch b = test::random_translation_batch(o, 5, 77);
     const Tensor ref_logits = ref.model->forward(b.src, b.tgt_in);
     EXPECT_ALL_CLOSE(par.model->forward(b.src, b.tgt_in), ref_logits, kTol, kTol);
     for (const double eps : {0.0, 0.1}) {
@@ -150,10 +84,10 @@ INSTANTIATE_TEST_SUITE_P(Tp, TranslatorParallel, ::testing::Values(2, 4));
 // One training step on `model`'s slice of the global batch: loss / global tokens, backward, dp all-reduce,
 // clipping, AdamW. Returns the global mean loss.
 double train_step(translator::Translator& model, optim::AdamW& opt, parallel::GradBucketer* bucketer,
-                  ParallelGrid& grid, const Batch& global, double max_norm) {
+                  ParallelGrid& grid, const test::TranslationBatch& global, double max_norm) {
   const int64_t B = global.src.size(0), per = B / grid.dp_size();
-  const Batch mine = rows(global, grid.dp_rank() * per, per);
-  const double tokens = real_tokens(global.tgt_out);
+  const test::TranslationBatch mine = global.rows(grid.dp_rank() * per, per);
+  const double tokens = global.target_tokens();
   const Tensor loss = model.loss(mine.src, mine.tgt_in, mine.tgt_out, 0.1);
   backward(loss * (1.0 / tokens));
   if (bucketer != nullptr) bucketer->finish();
@@ -173,8 +107,8 @@ TEST_P(TranslatorTraining, TenStepsOnDpTimesTpMatchOneProcess) {
   const int tp = GetParam();
   if (world.size() % tp != 0) GTEST_SKIP() << "world " << world.size() << " is not a multiple of tp " << tp;
   ParallelGrid grid(world.group(), tp);
-  const auto o = small_options(/*shared_tied=*/true, /*pre_norm=*/false);
-  Built ref = build(o, nullptr), par = build(o, &grid);
+  const auto o = test::small_translator_options();
+  test::BuiltTranslator ref = test::build_small_translator(o, nullptr, kSeed), par = test::build_small_translator(o, &grid, kSeed);
   auto ref_grid = ParallelGrid::single();
   optim::AdamW ref_opt(ref.model->parameters(), 1e-2, 0.01);
   optim::AdamW par_opt(par.model->parameters(), 1e-2, 0.01);
@@ -186,7 +120,7 @@ TEST_P(TranslatorTraining, TenStepsOnDpTimesTpMatchOneProcess) {
   }
   const double max_norm = 0.5;  // below the gradient norms of the first steps: clipping is exercised
   for (int step = 0; step < 10; ++step) {
-    const Batch global = batch(o, 8, 1000 + step);
+    const test::TranslationBatch global = test::random_translation_batch(o, 8, 1000 + step);
     const double ref_loss = train_step(*ref.model, ref_opt, nullptr, *ref_grid, global, max_norm);
     const double par_loss = train_step(*par.model, par_opt, bucketer.get(), grid, global, max_norm);
     EXPECT_NEAR(par_loss, ref_loss, kTol) << "step " << step;
@@ -209,7 +143,7 @@ TEST_P(TranslatorTraining, TenStepsOnDpTimesTpMatchOneProcess) {
   const std::string dir = save_checkpoint(run_dir, *par.model, par_opt, state, "", 1, layout);
   world.group().barrier()->wait();
 
-  Built loaded_ref = build(o, nullptr);
+  test::BuiltTranslator loaded_ref = test::build_small_translator(o, nullptr, kSeed);
   optim::AdamW loaded_ref_opt(loaded_ref.model->parameters(), 1e-2, 0.01);
   load_checkpoint(dir, *loaded_ref.model, &loaded_ref_opt, nullptr);
   const auto ref_named = ref.model->named_parameters();
@@ -224,7 +158,7 @@ TEST_P(TranslatorTraining, TenStepsOnDpTimesTpMatchOneProcess) {
       EXPECT_TRUE(test::all_close(a->tensors.at(key), t, kTol, kTol, ref_named[i].first + "." + key));
   }
 
-  Built loaded_par = build(o, &grid);
+  test::BuiltTranslator loaded_par = test::build_small_translator(o, &grid, kSeed);
   optim::AdamW loaded_par_opt(loaded_par.model->parameters(), 1e-2, 0.01);
   load_checkpoint(dir, *loaded_par.model, &loaded_par_opt, nullptr, layout);
   const auto par_named = par.model->named_parameters();

@@ -19,6 +19,7 @@
 #include "parallel/grid.h"
 #include "tests/common/compare.h"
 #include "tests/common/mpi_test_main.h"
+#include "tests/parallel/small_translator.h"
 
 namespace px::test {
 namespace {
@@ -249,62 +250,6 @@ TEST(ZeroAdamW, StateIsThreeSlicesPerRank) {
             ideal + 3 * static_cast<int64_t>(named.size()) * (dp - 1) * kBytes);
 }
 
-// A small f64 Translator (as in translator_parallel_mpi_test), vocabularies divisible by tp = 2 and 4.
-translator::TranslatorOptions small_translator_options() {
-  translator::TranslatorOptions o;
-  o.src_vocab = o.tgt_vocab = 24;
-  o.d_model = 16;
-  o.num_heads = 4;
-  o.encoder_layers = 1;
-  o.decoder_layers = 1;
-  o.d_ff = 32;
-  o.dropout = 0.0;
-  o.attention_dropout = 0.0;
-  o.max_positions = 64;
-  o.pad_id = 0;
-  o.dtype = DType::f64;
-  return o;
-}
-
-struct BuiltTranslator {
-  std::unique_ptr<Generator> init, dropout, sharded;
-  std::unique_ptr<translator::Translator> model;
-};
-
-BuiltTranslator build_translator(const translator::TranslatorOptions& o, ParallelGrid* grid) {
-  BuiltTranslator b;
-  b.init = std::make_unique<Generator>(kInitSeed);
-  b.dropout = std::make_unique<Generator>(kInitSeed + 1);
-  translator::TensorParallel tp;
-  if (grid != nullptr && grid->tp_size() > 1) {
-    b.sharded = std::make_unique<Generator>(kInitSeed + 2 + grid->tp_rank());
-    tp.group = &grid->tp();
-    tp.sharded_dropout_gen = b.sharded.get();
-  }
-  b.model = std::make_unique<translator::Translator>(o, *b.init, *b.dropout, tp);
-  return b;
-}
-
-// Token ids in [1, vocab) with some right padding (pad 0), the same on every rank. -> (B, L) i64
-Tensor tokens(int64_t B, int64_t L, int64_t vocab, uint64_t seed) {
-  Generator gen(seed);
-  const Tensor u = rand({B, L}, gen, 1.0, static_cast<double>(vocab) - 1e-9, DType::f64);
-  std::vector<int64_t> ids(static_cast<size_t>(B * L));
-  for (int64_t i = 0; i < B * L; ++i) {
-    const int64_t b = i / L, t = i % L;
-    ids[static_cast<size_t>(i)] = t >= L - (b % 3) ? 0 : static_cast<int64_t>(u.data<double>()[i]);
-  }
-  return from_vector(ids, {B, L});
-}
-
-struct TranslationBatch {
-  Tensor src, tgt_in, tgt_out;  // i64 (B, S), (B, T), (B, T)
-};
-
-TranslationBatch translation_batch(const translator::TranslatorOptions& o, int64_t B, uint64_t seed) {
-  return {tokens(B, 7, o.src_vocab, seed), tokens(B, 6, o.tgt_vocab, seed + 1), tokens(B, 6, o.tgt_vocab, seed + 2)};
-}
-
 class ZeroAdamWTranslator : public ::testing::TestWithParam<int> {};  // tp
 constexpr double kTranslatorAtol = 1e-10;  // see the final comparison
 
@@ -313,8 +258,9 @@ TEST_P(ZeroAdamWTranslator, TenStepsOnDpTimesTpMatchOneProcess) {
   const int tp = GetParam();
   if (world().size() % tp != 0) GTEST_SKIP() << "world " << world().size() << " is not a multiple of tp " << tp;
   ParallelGrid grid(world().group(), tp);
-  const auto o = small_translator_options();
-  BuiltTranslator ref = build_translator(o, nullptr), par = build_translator(o, &grid);
+  const auto o = test::small_translator_options(/*shared_tied=*/true, /*pre_norm=*/false, /*layers=*/1);
+  test::BuiltTranslator ref = test::build_small_translator(o, nullptr, kInitSeed),
+                        par = test::build_small_translator(o, &grid, kInitSeed);
   optim::AdamW ref_opt(ref.model->parameters(), kLr, kWeightDecay);
   ZeroAdamW zero(par.model->named_parameters(), kLr, kWeightDecay, optim::AdamWOptions{}, grid.dp());
   const auto specs = parallel::collect_shard_specs(*par.model);
@@ -326,8 +272,8 @@ TEST_P(ZeroAdamWTranslator, TenStepsOnDpTimesTpMatchOneProcess) {
     const double lr = kLr * (1.0 - 0.05 * step);
     ref_opt.set_lr(lr);
     zero.set_lr(lr);
-    const TranslationBatch b = translation_batch(o, kGlobalRows, 1000 + step);
-    const double tokens = sum(to_dtype(ne(b.tgt_out, zeros_like(b.tgt_out)), DType::f64)).item();
+    const test::TranslationBatch b = test::random_translation_batch(o, kGlobalRows, 1000 + step);
+    const double tokens = b.target_tokens();
 
     const Tensor ref_loss = ref.model->loss(b.src, b.tgt_in, b.tgt_out, 0.1);
     backward(ref_loss * (1.0 / tokens));
@@ -337,8 +283,8 @@ TEST_P(ZeroAdamWTranslator, TenStepsOnDpTimesTpMatchOneProcess) {
     if (ref_norm > kMaxNorm) ++clipped_steps;
 
     const int64_t start = grid.dp_rank() * per;
-    const Tensor loss = par.model->loss(narrow(b.src, 0, start, per), narrow(b.tgt_in, 0, start, per),
-                                        narrow(b.tgt_out, 0, start, per), 0.1);
+    const test::TranslationBatch mine = b.rows(start, per);
+    const Tensor loss = par.model->loss(mine.src, mine.tgt_in, mine.tgt_out, 0.1);
     backward(loss * (1.0 / tokens));
     zero.reduce_gradients();
     const double norm = zero.clip_grad_norm(specs, grid.tp(), kMaxNorm);
