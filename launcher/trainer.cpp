@@ -269,7 +269,7 @@ class Trainer {
       if (zero_ != nullptr) model_.zero_grad();  // the optimizer's own params are the dp slices
       ++state_.step;
       state_.cursor = batch->after;
-      state_.tokens_seen += batch->tgt_tokens;
+      state_.tokens_seen += batch->global_tgt_tokens;  // every dp rank's slice
       const double step_seconds = seconds_since(step_start);
       state_.train_seconds += step_seconds;
       window.steps += 1;

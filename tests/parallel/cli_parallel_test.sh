@@ -90,6 +90,9 @@ for layout in "2 1" "2 2" "4 2"; do
     ls "$R"/logs/rank$r.* >/dev/null 2>&1 || fail "np=$np tp=$tp: no logs/rank$r.*"
   done
   compare_losses "np=$np tp=$tp vs one process" "$R" "$S" 1 6
+  seen=$(grep -o 'tokens_seen: [0-9]*' "$R/checkpoints/step_6/manifest.pbtxt")
+  [ -n "$seen" ] && [ "$seen" = "$(grep -o 'tokens_seen: [0-9]*' "$S/checkpoints/step_6/manifest.pbtxt")" ] ||
+    fail "np=$np tp=$tp: $seen differs from one process's (every dp rank's tokens count)"
 done
 
 # --- 2. the dp2 x tp2 checkpoint resumes on one process (tp 1) and on tp 2 x dp 1; all match a straight run. --
