@@ -94,10 +94,15 @@ EvalResult evaluate_split(translator::Translator& model, const TranslationData& 
   std::vector<std::vector<int32_t>> src(static_cast<size_t>(dataset.size())), tgt(src.size());
   for (int64_t id = 0; id < dataset.size(); ++id) dataset.read(id, src[id], tgt[id]);
 
+  CHECK(options.num_shards >= 1 && options.shard >= 0 && options.shard < options.num_shards &&
+        (options.num_shards == 1 || options.sum_over_shards))
+      << "evaluate_split: shard " << options.shard << " of " << options.num_shards << " (with a sum_over_shards)";
+  const auto mine = [&](size_t i) { return static_cast<int>(i % static_cast<size_t>(options.num_shards)) == options.shard; };
   EvalResult result;
-  // Teacher-forced loss over every pair, in batches of similar lengths.
-  std::vector<size_t> order(src.size());
-  std::iota(order.begin(), order.end(), size_t{0});
+  // Teacher-forced loss over this shard's pairs, in batches of similar lengths.
+  std::vector<size_t> order;
+  for (size_t i = 0; i < src.size(); ++i)
+    if (mine(i)) order.push_back(i);
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
     return std::max(src[a].size(), tgt[a].size()) < std::max(src[b].size(), tgt[b].size());
   });
@@ -121,26 +126,44 @@ EvalResult evaluate_split(translator::Translator& model, const TranslationData& 
     loss_sum += translator::translation_loss(logits, target, data.pad_id, options.label_smoothing).item();
     nll_sum += translator::translation_loss(logits, target, data.pad_id, 0.0).item();
   }
-  if (result.tgt_tokens > 0) {
-    result.loss = loss_sum / static_cast<double>(result.tgt_tokens);
-    result.nll = nll_sum / static_cast<double>(result.tgt_tokens);
-  }
-
+  translator::BleuStats bleu_stats;
   if (options.max_sentences >= 0) {
     const size_t n = options.max_sentences == 0 ? src.size()
                                                  : std::min(src.size(), static_cast<size_t>(options.max_sentences));
     std::vector<std::vector<int32_t>> sources;
     for (size_t i = 0; i < n; ++i) {
+      if (!mine(i)) continue;
       sources.push_back(with_eos(src[i], max_len, data.eos_id));
       result.sources.push_back(data.src_tokenizer->decode(src[i]));
       result.references.push_back(data.tgt_tokenizer->decode(tgt[i]));
     }
     for (const auto& h : translate_batched(model, sources, options.decode, options.batch_tokens)) {
       result.hypotheses.push_back(data.tgt_tokenizer->decode(h.tokens));
+      bleu_stats += translator::sentence_stats(result.hypotheses.back(), result.references[result.hypotheses.size() - 1]);
     }
     result.sentences = static_cast<int64_t>(n);
-    result.bleu = translator::corpus_bleu(result.hypotheses, result.references);
   }
+  if (options.num_shards > 1) {
+    // loss, nll, tokens, then the BLEU statistics: one sum over the shards (all exact in f64 but the losses).
+    std::vector<double> totals{loss_sum, nll_sum, static_cast<double>(result.tgt_tokens)};
+    for (int k = 0; k < 4; ++k) totals.push_back(static_cast<double>(bleu_stats.matches[k]));
+    for (int k = 0; k < 4; ++k) totals.push_back(static_cast<double>(bleu_stats.totals[k]));
+    totals.push_back(static_cast<double>(bleu_stats.sys_len));
+    totals.push_back(static_cast<double>(bleu_stats.ref_len));
+    options.sum_over_shards(totals);
+    loss_sum = totals[0];
+    nll_sum = totals[1];
+    result.tgt_tokens = static_cast<int64_t>(totals[2]);
+    for (int k = 0; k < 4; ++k) bleu_stats.matches[k] = static_cast<int64_t>(totals[3 + k]);
+    for (int k = 0; k < 4; ++k) bleu_stats.totals[k] = static_cast<int64_t>(totals[7 + k]);
+    bleu_stats.sys_len = static_cast<int64_t>(totals[11]);
+    bleu_stats.ref_len = static_cast<int64_t>(totals[12]);
+  }
+  if (result.tgt_tokens > 0) {
+    result.loss = loss_sum / static_cast<double>(result.tgt_tokens);
+    result.nll = nll_sum / static_cast<double>(result.tgt_tokens);
+  }
+  if (options.max_sentences >= 0) result.bleu = translator::bleu_from_stats(bleu_stats);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }

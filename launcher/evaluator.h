@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,12 @@ struct EvalOptions {
   int64_t batch_tokens = 4096;      // padded source + target tokens per loss batch; source tokens per decoding batch
   int64_t max_sentences = 0;        // BLEU on the first N pairs of the split; 0: all; < 0: no BLEU
   translator::DecodeOptions decode;
+  // Data-parallel evaluation: this rank takes every num_shards-th pair from `shard` (for the loss and the BLEU
+  // sentences), and sum_over_shards adds a vector of statistics over all shards in place (an all-reduce over the
+  // dp group; required when num_shards > 1). The result's totals and scores are then the whole split's; its
+  // sources/hypotheses/references are this shard's.
+  int shard = 0, num_shards = 1;
+  std::function<void(std::vector<double>&)> sum_over_shards;
 };
 
 // Runs in eval mode under NoGradGuard and restores the model's train/eval mode afterwards.

@@ -367,7 +367,15 @@ class Trainer {
     options.batch_tokens = config_.eval().batch_tokens();
     options.max_sentences = config_.eval().max_sentences();
     options.decode = decode_options(config_, data_, 0);
-    // Every rank evaluates the whole split (tp ranks must decode together); rank 0 reports.
+    // Each dp replica evaluates every dp-th pair (its tp ranks decode together); the sums are all-reduced over dp
+    // and rank 0 reports.
+    options.shard = grid_.dp_rank();
+    options.num_shards = grid_.dp_size();
+    options.sum_over_shards = [this](std::vector<double>& values) {
+      const Tensor t = from_vector(values, {static_cast<int64_t>(values.size())}, DType::f64);
+      grid_.dp().all_reduce(t, parallel::ReduceOp::sum)->wait();
+      std::copy(t.data<double>(), t.data<double>() + values.size(), values.begin());
+    };
     const EvalResult r = evaluate_split(model_, data_, options);
     last_eval_step_ = state_.step;
     LOG(INFO) << "eval at step " << state_.step << ": valid loss " << r.loss << ", " << r.bleu.str();

@@ -90,6 +90,16 @@ for layout in "2 1" "2 2" "4 2"; do
     ls "$R"/logs/rank$r.* >/dev/null 2>&1 || fail "np=$np tp=$tp: no logs/rank$r.*"
   done
   compare_losses "np=$np tp=$tp vs one process" "$R" "$S" 1 6
+  # The final evaluation is split over the dp replicas and summed: the same valid loss as one process.
+  $PY - "$R" "$S" <<'PYEOF' || fail "np=$np tp=$tp: the final valid loss/BLEU differ from one process's"
+import json, sys
+def final_eval(run):
+    return [r for r in map(json.loads, open(run + "/metrics.jsonl")) if "valid_loss" in r][-1]
+a, b = final_eval(sys.argv[1]), final_eval(sys.argv[2])
+assert a["step"] == b["step"] == 6, (a, b)
+assert abs(a["valid_loss"] - b["valid_loss"]) <= 1e-4 * b["valid_loss"], (a, b)
+assert abs(a["valid_bleu"] - b["valid_bleu"]) <= 1.0, (a, b)  # a flipped near-tie token moves BLEU a little
+PYEOF
   seen=$(grep -o 'tokens_seen: [0-9]*' "$R/checkpoints/step_6/manifest.pbtxt")
   [ -n "$seen" ] && [ "$seen" = "$(grep -o 'tokens_seen: [0-9]*' "$S/checkpoints/step_6/manifest.pbtxt")" ] ||
     fail "np=$np tp=$tp: $seen differs from one process's (every dp rank's tokens count)"
