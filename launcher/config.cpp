@@ -230,6 +230,7 @@ void validate_train(const config::TrainConfig& t) {
   require_at_least("train.batch_tokens", t.batch_tokens(), 1);
   require_at_least("train.threads", t.threads(), 0);
   require_unit_interval("train.label_smoothing", t.label_smoothing());
+  require_at_least("train.accumulate_steps", t.accumulate_steps(), 1);
 }
 
 void validate_eval(const config::EvalConfig& e) {

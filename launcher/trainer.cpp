@@ -231,20 +231,32 @@ class Trainer {
     model_.train();
     while (state_.step < train.max_steps()) {
       const auto step_start = std::chrono::steady_clock::now();
-      std::optional<data::TranslationBatch> batch = loader.next();
-      if (!batch) {
+      // One update from train.accumulate_steps global batches (micro-batches); an incomplete last group at the
+      // end of the data is not trained on.
+      std::vector<data::TranslationBatch> micro;
+      while (static_cast<int>(micro.size()) < train.accumulate_steps()) {
+        std::optional<data::TranslationBatch> batch = loader.next();
+        if (!batch) break;
+        micro.push_back(std::move(*batch));
+      }
+      if (static_cast<int>(micro.size()) < train.accumulate_steps()) {
         stop_reason = "train.max_epochs reached";
         break;
       }
       optim::apply_schedule(*optimizer_, *schedule_, state_.step + 1);
-      const double tokens = static_cast<double>(batch->global_tgt_tokens);
+      double tokens = 0;
+      for (const data::TranslationBatch& b : micro) tokens += static_cast<double>(b.global_tgt_tokens);
       double local_loss = 0;
-      // A rank whose slice of the global batch is empty computes nothing but still joins every collective
-      // (its buckets contribute zeros).
-      if (batch->src.size(0) > 0) {
-        const Tensor loss_sum = model_.loss(batch->src, batch->tgt_in, batch->tgt_out, train.label_smoothing());
+      for (size_t k = 0; k < micro.size(); ++k) {
+        const data::TranslationBatch& b = micro[k];
+        // Gradients accumulate locally; the dp all-reduce starts during the last micro-batch's backward.
+        if (bucketer_) bucketer_->set_sync(k + 1 == micro.size());
+        // A rank whose slice of a global batch is empty computes nothing but still joins every collective
+        // (its buckets contribute what it has accumulated, or zeros).
+        if (b.src.size(0) == 0) continue;
+        const Tensor loss_sum = model_.loss(b.src, b.tgt_in, b.tgt_out, train.label_smoothing());
         backward(loss_sum * (1.0 / tokens));
-        local_loss = loss_sum.item();
+        local_loss += loss_sum.item();
       }
       if (bucketer_) bucketer_->finish();
       if (zero_ != nullptr) zero_->reduce_gradients();
@@ -268,8 +280,8 @@ class Trainer {
       optimizer_->zero_grad();
       if (zero_ != nullptr) model_.zero_grad();  // the optimizer's own params are the dp slices
       ++state_.step;
-      state_.cursor = batch->after;
-      state_.tokens_seen += batch->global_tgt_tokens;  // every dp rank's slice
+      state_.cursor = micro.back().after;
+      state_.tokens_seen += static_cast<int64_t>(tokens);  // every dp rank's slice
       const double step_seconds = seconds_since(step_start);
       state_.train_seconds += step_seconds;
       window.steps += 1;

@@ -135,6 +135,20 @@ run "resume ZeRO-1 dp2xtp2 -> one process" 0 "$PARALLAX" train --run-dir "$WORK/
   --set train.max_steps=9 --set parallel.tp=1
 compare_losses "ZeRO-1 resumed on one process" "$WORK/zero_resume_single" "$WORK/single9" 7 9
 
+# --- 2c. gradient accumulation (train.accumulate_steps): dp 2 all-reduces once per update and matches one process.
+run "one process, 2 micro-batches per update" 0 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/acc_single" \
+  --set train.accumulate_steps=2 --set train.max_steps=4
+run "np=2, 2 micro-batches per update" 0 $MPIRUN -np 2 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/acc_dp2" \
+  --set train.accumulate_steps=2 --set train.max_steps=4
+compare_losses "accumulation on dp 2 vs one process" "$WORK/acc_dp2" "$WORK/acc_single" 1 4
+$PY - "$WORK/acc_single" "$S" <<'PYEOF' || fail "accumulate_steps=2 does not take two batches per update"
+import json, sys
+def losses(run):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(run + "/metrics.jsonl")) if "loss" in r}
+acc, plain = losses(sys.argv[1]), losses(sys.argv[2])
+assert abs(acc[1] - plain[1]) > 1e-6, (acc[1], plain[1])  # step 1 averages batches 1 and 2, not batch 1 alone
+PYEOF
+
 # --- 2b. with dropout on, a tp 2 run resumed on the same layout is bit-exact (every rank's streams restored). --
 run "np=2 tp=2 dropout, 6 straight" 0 $MPIRUN -np 2 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/drop_straight" \
   --set parallel.tp=2 --set model.dropout=0.2 --set model.attention_dropout=0.1
