@@ -447,7 +447,7 @@ TrainSetup set_up(const TrainCommand& command, const RunDir& run, parallel::Proc
     setup.data.shards(setup.config.data().valid_split());
     check_parallel_layout(setup.config, world.size(), setup.data.src_vocab, setup.data.tgt_vocab);
     check_run_tokenizer(run, setup.data, /*record=*/false);
-  } catch (const Error&) {
+  } catch (const std::exception&) {  // px::Error (the user's input) or the file system: every rank must hear of it
     error = std::current_exception();
   }
   const double failed = all_reduce_value(world, error ? 1.0 : 0.0, parallel::ReduceOp::max);
