@@ -1,5 +1,5 @@
-// The training loop of `parallax train` on any dp x tp layout: run-dir set-up and resume, the step (forward,
-// label-smoothed loss, backward with bucketed dp all-reduce, clipping, AdamW), progress, eval and checkpoints.
+// The training loop of `parallax train` on any dp x tp layout: set-up agreed by every rank, resume, the step
+// (micro-batches, bucketed dp all-reduce or ZeRO-1, clipping over shards, AdamW), progress, eval, checkpoints.
 #include "launcher/trainer.h"
 
 #include <algorithm>

@@ -13,9 +13,10 @@ struct TrainCommand {
   std::vector<std::string> overrides;  // "a.b=value", applied after the config file
 };
 
-// Returns the exit code: 0 when the run reached a limit (steps, epochs, minutes) or stopped on SIGINT/SIGTERM
-// after saving a checkpoint. Bad input (config, data, run dir of another model) throws px::Error before
-// anything in the run dir is changed.
+// Returns the exit code: 0 when the run reached a limit (steps, epochs, minutes) or stopped on SIGINT/SIGTERM/
+// SIGUSR1 after saving a checkpoint. Bad input (config, data, run dir of another model, a layout parallel.tp
+// cannot split) throws px::Error on every rank before anything in the run dir is changed. Under mpirun/srun
+// every rank calls it; a later error on one rank (a lost peer) prints one line and aborts the job.
 int run_train(const TrainCommand& command);
 
 }  // namespace px
