@@ -429,31 +429,44 @@ class Trainer {
   int64_t last_checkpoint_step_ = -1, last_eval_step_ = -1;
 };
 
-// The set-up every rank does before training (config, data, layout checks), ending with every rank agreeing
-// that it succeeded: a bad config fails all ranks the same way and they exit cleanly, none waiting for another.
+// The set-up every rank does before training: the config, the dataset, its splits, the layout.
 struct TrainSetup {
   config::Config config;
   TranslationData data;
 };
 
-TrainSetup set_up(const TrainCommand& command, const RunDir& run, parallel::ProcessGroup& world) {
-  std::exception_ptr error;
+TrainSetup set_up(const TrainCommand& command, const RunDir& run, int world_size) {
   TrainSetup setup;
-  try {
-    setup.config = resolve_config(command, run);
-    // Everything the run reads is checked before the run dir is touched: the config, the dataset, its splits.
-    setup.data = open_translation_data(setup.config);
-    setup.data.shards(setup.config.data().train_split());
-    setup.data.shards(setup.config.data().valid_split());
-    check_parallel_layout(setup.config, world.size(), setup.data.src_vocab, setup.data.tgt_vocab);
-    check_run_tokenizer(run, setup.data, /*record=*/false);
-  } catch (const std::exception&) {  // px::Error (the user's input) or the file system: every rank must hear of it
-    error = std::current_exception();
-  }
-  const double failed = all_reduce_value(world, error ? 1.0 : 0.0, parallel::ReduceOp::max);
-  if (error) std::rethrow_exception(error);
-  if (failed > 0) throw Error("stopping: another rank failed to start (see its message)");
+  setup.config = resolve_config(command, run);
+  // Everything the run reads is checked before the run dir is touched: the config, the dataset, its splits.
+  setup.data = open_translation_data(setup.config);
+  setup.data.shards(setup.config.data().train_split());
+  setup.data.shards(setup.config.data().valid_split());
+  check_parallel_layout(setup.config, world_size, setup.data.src_vocab, setup.data.tgt_vocab);
+  check_run_tokenizer(run, setup.data, /*record=*/false);
   return setup;
+}
+
+// Every rank learns whether any set-up failed, so that none waits for another in a collective. When one did,
+// each distinct message is printed once: rank 0 rethrows its error (or says another rank failed), another rank
+// rethrows its own only when it differs from rank 0's; the others return false to exit 2 quietly.
+bool agree_on_set_up(parallel::ProcessGroup& world, const std::exception_ptr& error) {
+  std::string message;
+  if (error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      message = e.what();
+    }
+  }
+  if (all_reduce_value(world, error ? 1.0 : 0.0, parallel::ReduceOp::max) == 0) return true;
+  const Tensor rank0_hash = full({1}, 0.0, DType::i64);
+  if (world.rank() == 0) rank0_hash.data<int64_t>()[0] = static_cast<int64_t>(std::hash<std::string>{}(message));
+  world.broadcast(rank0_hash, 0)->wait();
+  const bool same_as_rank0 = static_cast<int64_t>(std::hash<std::string>{}(message)) == rank0_hash.data<int64_t>()[0];
+  if (error && (world.rank() == 0 || !same_as_rank0)) std::rethrow_exception(error);
+  if (world.rank() == 0) throw Error("stopping: another rank failed to start (see its message)");
+  return false;
 }
 
 int train_on(const TrainCommand& command, const RunDir& run, TrainSetup setup, parallel::World& world) {
@@ -481,9 +494,21 @@ int run_train(const TrainCommand& command) {
   if (command.run_dir.empty()) throw UsageError("train: --run-dir is required");
   const RunDir run{command.run_dir};
   parallel::World world;
-  // Set-up errors reach every rank together (set_up agrees), so they leave through main like a single process's.
-  TrainSetup setup = set_up(command, run, world.group());
-  if (world.size() == 1) return train_on(command, run, std::move(setup), world);
+  if (world.size() == 1) return train_on(command, run, set_up(command, run, 1), world);
+  TrainSetup setup;
+  std::exception_ptr error;
+  try {
+    setup = set_up(command, run, world.size());
+  } catch (const std::exception&) {  // px::Error (the user's input) or the file system
+    error = std::current_exception();
+  }
+  // Printed here, before World's destructor finalises MPI: a rank that exits first makes mpirun kill the others.
+  try {
+    if (!agree_on_set_up(world.group(), error)) return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "parallax: error: %s\n", e.what());
+    return 2;
+  }
   // Later, one rank's error (a lost peer, a bad shard) must not leave the others waiting: the job is aborted.
   std::string what;
   try {

@@ -165,10 +165,12 @@ assert sorted(a) == sorted(b) == list(range(1, 7)), (sorted(a), sorted(b))
 assert all(a[s] == b[s] for s in range(1, 7)), (a, b)
 PYEOF
 
-# --- 3. bad layouts: every rank fails at set-up with one line naming parallel.tp; nothing hangs. --------------
+# --- 3. bad layouts: every rank fails at set-up, one line naming parallel.tp is printed; nothing hangs. --------
 run "tp does not divide the world" nonzero $MPIRUN -np 3 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/bad1" \
   --set parallel.tp=2
 expect_in "tp vs world" "parallel.tp: 2 does not divide the world size 3" "$ERR"
+[ "$(grep -c 'parallax: error: parallel.tp: 2 does not divide the world size 3' <<<"$ERR")" = 1 ] ||
+  fail "tp vs world: the same set-up error is printed more than once: $(grep -c 'parallax: error' <<<"$ERR") lines"
 [ -e "$WORK/bad1" ] && fail "bad layout: the run dir was created"
 run "tp does not divide the heads" nonzero $MPIRUN -np 2 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/bad2" \
   --set parallel.tp=8
