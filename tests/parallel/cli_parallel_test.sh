@@ -119,6 +119,12 @@ compare_losses "resumed on tp 2" "$WORK/resume_tp2" "$WORK/single9" 7 9
 grep -q "tp: 2" "$WORK/np4_tp2/checkpoints/step_6/manifest.pbtxt" || fail "manifest lacks the saving layout (tp: 2)"
 grep -q "world_size: 4" "$WORK/np4_tp2/checkpoints/step_6/manifest.pbtxt" || fail "manifest lacks world_size: 4"
 
+# The dp2 x tp2 run's checkpoint serves `parallax eval` and `translate` in one process (checkpoints hold full tensors).
+run "eval of the dp2 x tp2 run in one process" 0 "$PARALLAX" eval --run-dir "$WORK/np4_tp2" --split test --beam 2
+expect_in "eval of a tp run" "BLEU = " "$OUT"
+run "translate with the dp2 x tp2 run" 0 "$PARALLAX" translate --run-dir "$WORK/np4_tp2" --beam 2 <<<"one two three"
+[ "$(wc -l <<<"$OUT")" = 1 ] || fail "translate with a tp run: expected one line, got: $OUT"
+
 # --- 2a. ZeRO-1 (optimizer.shard_state): the same losses; its checkpoint (moments gathered over dp) resumes on
 # dp 2 with ZeRO and on one process without it. -------------------------------------------------------------
 Z="$WORK/zero_np4_tp2"
