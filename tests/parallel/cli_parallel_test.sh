@@ -141,6 +141,16 @@ run "resume ZeRO-1 dp2xtp2 -> one process" 0 "$PARALLAX" train --run-dir "$WORK/
   --set train.max_steps=9 --set parallel.tp=1
 compare_losses "ZeRO-1 resumed on one process" "$WORK/zero_resume_single" "$WORK/single9" 7 9
 
+# --- 2d. global batches of 1-3 sentences on dp 4: ranks with an empty slice still join every collective. ------
+run "one process, tiny batches" 0 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/tiny_single" \
+  --set train.batch_tokens=24 --set checkpoint.every_steps=0
+run "np=4 dp 4 ZeRO-1, tiny batches" 0 $MPIRUN -np 4 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/tiny_dp4" \
+  --set train.batch_tokens=24 --set checkpoint.every_steps=0 --set optimizer.shard_state=true
+run "np=4 dp 2 x tp 2, tiny batches" 0 $MPIRUN -np 4 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/tiny_dp2tp2" \
+  --set train.batch_tokens=24 --set checkpoint.every_steps=0 --set parallel.tp=2
+compare_losses "empty slices on dp 4" "$WORK/tiny_dp4" "$WORK/tiny_single" 1 6
+compare_losses "empty slices on dp 2 x tp 2" "$WORK/tiny_dp2tp2" "$WORK/tiny_single" 1 6
+
 # --- 2c. gradient accumulation (train.accumulate_steps): dp 2 all-reduces once per update and matches one process.
 run "one process, 2 micro-batches per update" 0 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/acc_single" \
   --set train.accumulate_steps=2 --set train.max_steps=4
