@@ -28,6 +28,15 @@ std::shared_ptr<parallel::ParallelMultiheadAttention> make_parallel_attention(in
                                                                 *tp.group, dtype);
 }
 
+std::shared_ptr<parallel::ParallelFeedForward> make_parallel_feed_forward(int64_t d, int64_t d_ff,
+                                                                         nn::Activation activation, double p,
+                                                                         Generator& init_gen, DType dtype,
+                                                                         const TensorParallel& tp) {
+  CHECK(tp.sharded_dropout_gen != nullptr) << "TensorParallel: sharded_dropout_gen is required with tp > 1";
+  return std::make_shared<parallel::ParallelFeedForward>(d, d_ff, activation, p, init_gen, *tp.sharded_dropout_gen,
+                                                         *tp.group, dtype);
+}
+
 }  // namespace
 
 TransformerEncoderLayer::TransformerEncoderLayer(int64_t d_model, int64_t num_heads, int64_t d_ff, double dropout,
@@ -38,9 +47,7 @@ TransformerEncoderLayer::TransformerEncoderLayer(int64_t d_model, int64_t num_he
   if (tp.enabled()) {
     self_attn_tp_ = register_module(
         "self_attn", make_parallel_attention(d_model, num_heads, attention_dropout, init_gen, true, dtype, tp));
-    ff_tp_ = register_module("ff", std::make_shared<parallel::ParallelFeedForward>(
-                                       d_model, d_ff, activation, dropout, init_gen, *tp.sharded_dropout_gen,
-                                       *tp.group, dtype));
+    ff_tp_ = register_module("ff", make_parallel_feed_forward(d_model, d_ff, activation, dropout, init_gen, dtype, tp));
   } else {
     self_attn_ = register_module(
         "self_attn", make_attention(d_model, num_heads, attention_dropout, init_gen, dropout_gen, true, dtype));
@@ -72,9 +79,7 @@ TransformerDecoderLayer::TransformerDecoderLayer(int64_t d_model, int64_t num_he
         "self_attn", make_parallel_attention(d_model, num_heads, attention_dropout, init_gen, true, dtype, tp));
     cross_attn_tp_ = register_module(
         "cross_attn", make_parallel_attention(d_model, num_heads, attention_dropout, init_gen, false, dtype, tp));
-    ff_tp_ = register_module("ff", std::make_shared<parallel::ParallelFeedForward>(
-                                       d_model, d_ff, activation, dropout, init_gen, *tp.sharded_dropout_gen,
-                                       *tp.group, dtype));
+    ff_tp_ = register_module("ff", make_parallel_feed_forward(d_model, d_ff, activation, dropout, init_gen, dtype, tp));
   } else {
     self_attn_ = register_module(
         "self_attn", make_attention(d_model, num_heads, attention_dropout, init_gen, dropout_gen, true, dtype));
