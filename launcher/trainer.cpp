@@ -121,13 +121,6 @@ struct LogWindow {
   void clear() { *this = LogWindow{}; }
 };
 
-// A one-element f64 all-reduce, waited for.
-double all_reduce_value(parallel::ProcessGroup& group, double value, parallel::ReduceOp op) {
-  const Tensor t = full({1}, value, DType::f64);
-  group.all_reduce(t, op)->wait();
-  return t.item();
-}
-
 class Trainer {
  public:
   Trainer(const TrainCommand& command, config::Config config, TranslationData data, parallel::ParallelGrid& grid)
@@ -260,9 +253,7 @@ class Trainer {
       }
       if (bucketer_) bucketer_->finish();
       if (zero_ != nullptr) zero_->reduce_gradients();
-      const double loss_total = grid_.dp_size() > 1
-                                    ? all_reduce_value(grid_.dp(), local_loss, parallel::ReduceOp::sum)
-                                    : local_loss;
+      const double loss_total = parallel::all_reduce_value(grid_.dp(), local_loss, parallel::ReduceOp::sum);
       const double loss_value = loss_total / tokens;
       const double grad_norm = zero_ != nullptr
                                    ? zero_->clip_grad_norm(layout_.specs, grid_.tp(), max_norm)
@@ -459,7 +450,7 @@ bool agree_on_set_up(parallel::ProcessGroup& world, const std::exception_ptr& er
       message = e.what();
     }
   }
-  if (all_reduce_value(world, error ? 1.0 : 0.0, parallel::ReduceOp::max) == 0) return true;
+  if (parallel::all_reduce_value(world, error ? 1.0 : 0.0, parallel::ReduceOp::max) == 0) return true;
   const Tensor rank0_hash = full({1}, 0.0, DType::i64);
   if (world.rank() == 0) rank0_hash.data<int64_t>()[0] = static_cast<int64_t>(std::hash<std::string>{}(message));
   world.broadcast(rank0_hash, 0)->wait();

@@ -4,13 +4,13 @@
 
 #include <cmath>
 
-#include "core/ops/factory.h"
 #include "core/optim/clip_grad_norm.h"
 
 namespace px::parallel {
 
 double clip_grad_norm(const std::vector<std::pair<std::string, Tensor>>& named_params,
-                      const std::map<std::string, ShardSpec>& specs, ProcessGroup& tp, double max_norm) {
+                      const std::map<std::string, ShardSpec>& specs, ProcessGroup& tp, double max_norm,
+                      ProcessGroup* parts_over) {
   std::vector<Tensor> counted;  // what this rank contributes to the norm
   std::vector<Tensor> all;
   for (const auto& [name, p] : named_params) {
@@ -19,13 +19,10 @@ double clip_grad_norm(const std::vector<std::pair<std::string, Tensor>>& named_p
     const bool sharded = tp.size() > 1 && spec != specs.end() && spec->second.sharded();
     if (sharded || tp.rank() == 0) counted.push_back(p);
   }
-  // sum_r (sharded shards of r) + replicated once
+  // sum over (dp parts) x (sharded shards of every tp rank + replicated once)
   double sq = optim::grad_sq_sum(counted);
-  if (tp.size() > 1) {
-    const Tensor t = full({1}, sq, DType::f64);
-    tp.all_reduce(t, ReduceOp::sum)->wait();
-    sq = t.item();
-  }
+  if (parts_over != nullptr) sq = all_reduce_value(*parts_over, sq, ReduceOp::sum);
+  sq = all_reduce_value(tp, sq, ReduceOp::sum);
   const double total = std::sqrt(sq);
   const double coef = max_norm / (total + 1e-6);
   if (coef < 1.0) optim::scale_grads(all, coef);

@@ -83,19 +83,21 @@ Translator::Translator(const TranslatorOptions& options, Generator& init_gen, Ge
     : Module("Translator"), options_(options), tp_(tp) {
   check_options(options);
   const TranslatorOptions& o = options_;
+  // One table "embed" when shared, else "src_embed" and "tgt_embed", made by make(vocab) in that order.
+  auto add_tables = [&](auto& src, auto& tgt, auto make) {
+    if (o.share_embeddings) {
+      src = tgt = register_module("embed", make(o.src_vocab));
+    } else {
+      src = register_module("src_embed", make(o.src_vocab));
+      tgt = register_module("tgt_embed", make(o.tgt_vocab));
+    }
+  };
   if (tp.enabled()) {
     CHECK(tp.sharded_dropout_gen != nullptr) << "Translator: tensor parallelism needs a sharded dropout generator";
-    if (o.share_embeddings) {
-      src_embed_tp_ = tgt_embed_tp_ = register_module("embed", make_parallel_embedding(o.src_vocab, o, init_gen, *tp.group));
-    } else {
-      src_embed_tp_ = register_module("src_embed", make_parallel_embedding(o.src_vocab, o, init_gen, *tp.group));
-      tgt_embed_tp_ = register_module("tgt_embed", make_parallel_embedding(o.tgt_vocab, o, init_gen, *tp.group));
-    }
-  } else if (o.share_embeddings) {
-    src_embed_ = tgt_embed_ = register_module("embed", make_embedding(o.src_vocab, o, init_gen));
+    add_tables(src_embed_tp_, tgt_embed_tp_,
+               [&](int64_t vocab) { return make_parallel_embedding(vocab, o, init_gen, *tp.group); });
   } else {
-    src_embed_ = register_module("src_embed", make_embedding(o.src_vocab, o, init_gen));
-    tgt_embed_ = register_module("tgt_embed", make_embedding(o.tgt_vocab, o, init_gen));
+    add_tables(src_embed_, tgt_embed_, [&](int64_t vocab) { return make_embedding(vocab, o, init_gen); });
   }
   positions_ = register_module(
       "positions", std::make_shared<nn::SinusoidalPositionalEncoding>(o.d_model, o.max_positions, o.dtype));

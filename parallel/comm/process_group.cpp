@@ -7,6 +7,7 @@
 
 #include "core/autograd/grad_mode.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/factory.h"
 #include "core/util/check.h"
 
 namespace px::parallel {
@@ -18,6 +19,13 @@ const char* reduce_op_name(ReduceOp op) {
     case ReduceOp::max: return "max";
   }
   return "?";
+}
+
+double all_reduce_value(ProcessGroup& group, double value, ReduceOp op) {
+  if (group.size() == 1) return value;
+  const Tensor t = full({1}, value, DType::f64);
+  group.all_reduce(t, op)->wait();
+  return t.item();
 }
 
 ProcessGroup::ProcessGroup(std::string name, int rank, std::vector<int> world_ranks, GroupOptions options)

@@ -92,6 +92,9 @@ class ProcessGroup {
   GroupOptions options_;
 };
 
+// op over the group's ranks of one number (a 1-element f64 all_reduce, waited for). Collective.
+double all_reduce_value(ProcessGroup& group, double value, ReduceOp op);
+
 // A group of one process: every collective completes immediately (all_reduce and broadcast leave t as is,
 // all_gather / reduce_scatter copy). Single-process runs use it so that tp = dp = 1 takes the same code path.
 class LocalProcessGroup final : public ProcessGroup {

@@ -12,8 +12,8 @@
 #include "core/ops/elementwise.h"
 #include "core/ops/factory.h"
 #include "core/ops/view.h"
-#include "core/optim/clip_grad_norm.h"
 #include "core/util/error.h"
+#include "parallel/grad_clip.h"
 
 namespace px::parallel {
 
@@ -173,19 +173,10 @@ void ZeroAdamW::reduce_gradients() {
 
 double ZeroAdamW::clip_grad_norm(const std::map<std::string, ShardSpec>& specs, ProcessGroup& tp, double max_norm) {
   const Slices& s = *slices_;
-  std::vector<Tensor> counted;  // what this rank contributes: its slices of sharded and (tp rank 0) replicated ones
-  for (size_t i = 0; i < s.of.size(); ++i) {
-    const auto spec = specs.find(s.of[i].name);
-    const bool sharded = tp.size() > 1 && spec != specs.end() && spec->second.sharded();
-    if (sharded || tp.rank() == 0) counted.push_back(s.slices[i]);
-  }
-  const Tensor sq = full({1}, optim::grad_sq_sum(counted), DType::f64);
-  if (dp_->size() > 1) dp_->all_reduce(sq, ReduceOp::sum)->wait();  // disjoint slices: every element once
-  if (tp.size() > 1) tp.all_reduce(sq, ReduceOp::sum)->wait();
-  const double total = std::sqrt(sq.item());
-  const double coef = max_norm / (total + 1e-6);
-  if (coef < 1.0) optim::scale_grads(s.slices, coef);
-  return total;
+  std::vector<std::pair<std::string, Tensor>> named_slices;  // each slice under its parameter's name
+  for (size_t i = 0; i < s.of.size(); ++i) named_slices.emplace_back(s.of[i].name, s.slices[i]);
+  // The dp slices are disjoint parts of every gradient: every element counted once.
+  return parallel::clip_grad_norm(named_slices, specs, tp, max_norm, dp_);
 }
 
 void ZeroAdamW::step_and_gather() {
