@@ -4,37 +4,10 @@
 set -uo pipefail
 PARALLAX=$1
 SRC=$2
-WORK=$(mktemp -d)
-BG_PID=""
-cleanup() {
-  if [ -n "$BG_PID" ]; then kill -KILL "$BG_PID" 2>/dev/null; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-PY=/usr/bin/python3
-fails=0
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
+source "$SRC/tests/common/cli_helpers.sh"
 
-# px NAME EXPECTED_RC ARGS...: runs parallax (a hang fails instead of blocking ctest) with stdout in $OUT and
-# stderr in $ERR; stdin comes from the caller.
-px() {
-  local name=$1 want=$2
-  shift 2
-  timeout -k 10 300 "$PARALLAX" "$@" >"$WORK/stdout" 2>"$WORK/stderr"
-  local rc=$?
-  OUT=$(cat "$WORK/stdout")
-  ERR=$(cat "$WORK/stderr")
-  if [ "$rc" -ne "$want" ]; then
-    fail "$name: exit $rc, expected $want"
-    echo "$OUT" | tail -8
-    echo "$ERR" | tail -8
-    return 1
-  fi
-  echo "ok   $name"
-}
-expect_in() {  # expect_in NAME TEXT TEXT_TO_SEARCH
-  grep -qF -- "$2" <<<"$3" || { fail "$1: output lacks '$2'"; echo "$3" | head -12; }
-}
+# px NAME EXPECTED_RC ARGS...: run (tests/common/cli_helpers.sh) of parallax ARGS.
+px() { run "$1" "$2" "$PARALLAX" "${@:3}"; }
 # Every path with its type, size, inode and mtime, and a checksum of every file but the (large) checkpoint
 # tensors, which a write would give a new mtime or inode: equal before and after means nothing was written.
 snapshot() {
