@@ -4,23 +4,57 @@
 
 #include <glog/logging.h>
 #include <google/protobuf/descriptor.h>
+#include <google/protobuf/descriptor.pb.h>
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/stubs/strutil.h>
 #include <google/protobuf/text_format.h>
 
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <sstream>
 
-#include "core/nn/feed_forward.h"
 #include "core/util/error.h"
+#include "launcher/task.h"
 
 namespace px {
 
 namespace pb = google::protobuf;
+
+namespace {
+
+// The checks of validate_config, each throwing ConfigError "<field>: <why>, got <value>".
+[[noreturn]] void invalid(const std::string& field, const std::string& why, const std::string& value) {
+  throw ConfigError(field + ": " + why + ", got " + value);
+}
+
+std::string number(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
+}  // namespace
+
+void require_at_least(const std::string& field, int64_t value, int64_t min) {
+  if (value < min) invalid(field, "must be >= " + std::to_string(min), std::to_string(value));
+}
+
+// NaN fails every range check: each is written as "value inside", never as "value outside".
+void require_non_negative(const std::string& field, double value) {
+  if (!(value >= 0 && std::isfinite(value))) invalid(field, "must be finite and >= 0", number(value));
+}
+
+void require_positive(const std::string& field, double value) {
+  if (!(value > 0 && std::isfinite(value))) invalid(field, "must be finite and > 0", number(value));
+}
+
+void require_unit_interval(const std::string& field, double value) {  // [0, 1)
+  if (!(value >= 0 && value < 1)) invalid(field, "must be in [0, 1)", number(value));
+}
 
 namespace {
 
@@ -88,17 +122,23 @@ std::vector<std::string> split(const std::string& s, char sep) {
 // "d_model, num_heads, ..." for an error message listing what a message type offers.
 std::string field_names(const pb::Descriptor& type) {
   std::string names;
-  for (int i = 0; i < type.field_count(); ++i) names += (i ? ", " : "") + type.field(i)->name();
+  for (int i = 0; i < type.field_count(); ++i) {
+    if (type.field(i)->options().deprecated()) continue;
+    names += (names.empty() ? "" : ", ") + type.field(i)->name();
+  }
   return names;
 }
 
-// Sets every unset scalar field of `message` and its sub-messages to its default, so that printing writes it.
+// Sets every unset scalar field of `message` and its sub-messages to its default, so that printing writes it;
+// deprecated fields and the unset members of a oneof stay unset.
 void set_defaults_explicitly(pb::Message& message) {
   const pb::Reflection& reflection = *message.GetReflection();
   const pb::Descriptor& type = *message.GetDescriptor();
   for (int i = 0; i < type.field_count(); ++i) {
     const pb::FieldDescriptor* field = type.field(i);
     CHECK(!field->is_repeated()) << "config_to_text: repeated field " << field->full_name() << " is not handled";
+    if (field->options().deprecated()) continue;
+    if (field->real_containing_oneof() != nullptr && !reflection.HasField(message, field)) continue;
     if (field->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
       set_defaults_explicitly(*reflection.MutableMessage(&message, field));
       continue;
@@ -138,60 +178,12 @@ void set_defaults_explicitly(pb::Message& message) {
   }
 }
 
-// The checks of validate_config, each throwing ConfigError "<field>: <why>, got <value>".
-[[noreturn]] void invalid(const std::string& field, const std::string& why, const std::string& value) {
-  throw ConfigError(field + ": " + why + ", got " + value);
-}
-
-std::string number(double v) {
-  std::ostringstream out;
-  out << v;
-  return out.str();
-}
-
-void require_at_least(const std::string& field, int64_t value, int64_t min) {
-  if (value < min) invalid(field, "must be >= " + std::to_string(min), std::to_string(value));
-}
-
-// NaN fails every range check: each is written as "value inside", never as "value outside".
-void require_non_negative(const std::string& field, double value) {
-  if (!(value >= 0 && std::isfinite(value))) invalid(field, "must be finite and >= 0", number(value));
-}
-
-void require_positive(const std::string& field, double value) {
-  if (!(value > 0 && std::isfinite(value))) invalid(field, "must be finite and > 0", number(value));
-}
-
-void require_unit_interval(const std::string& field, double value) {  // [0, 1)
-  if (!(value >= 0 && value < 1)) invalid(field, "must be in [0, 1)", number(value));
-}
-
 void require_non_empty(const std::string& field, const std::string& value) {
   if (value.empty()) throw ConfigError(field + ": must be set (non-empty)");
 }
 
-void validate_model(const config::ModelConfig& m, const config::DataConfig& d) {
-  require_at_least("model.d_model", m.d_model(), 1);
-  require_at_least("model.num_heads", m.num_heads(), 1);
-  if (m.d_model() % m.num_heads() != 0)
-    throw ConfigError("model.num_heads: " + std::to_string(m.num_heads()) + " does not divide model.d_model " +
-                      std::to_string(m.d_model()));
-  require_at_least("model.encoder_layers", m.encoder_layers(), 1);
-  require_at_least("model.decoder_layers", m.decoder_layers(), 1);
-  require_at_least("model.d_ff", m.d_ff(), 1);
-  require_unit_interval("model.dropout", m.dropout());
-  require_unit_interval("model.attention_dropout", m.attention_dropout());
-  try {
-    nn::parse_activation(m.activation());
-  } catch (const ConfigError& e) {
-    throw ConfigError(std::string("model.activation: ") + e.what());
-  }
-  // The loader keeps sequences of at most data.max_length tokens counting eos (source, target output) or
-  // bos (target input), so that many positions must have a sinusoid row.
-  if (m.max_positions() < d.max_length())
-    throw ConfigError("model.max_positions: must be >= data.max_length (" + std::to_string(d.max_length()) + "), got " +
-                      std::to_string(m.max_positions()));
-}
+// The model's own fields; the rest of the config is checked by validate_config.
+void validate_model_kind(const config::Config& config) { task_kind(config).validate(config); }
 
 void validate_data(const config::DataConfig& d) {
   require_non_empty("data.dir", d.dir());
@@ -245,36 +237,54 @@ void validate_eval(const config::EvalConfig& e) {
   require_at_least("eval.batch_tokens", e.batch_tokens(), 1);
 }
 
-// tp must divide what it splits: heads (attention), d_ff (the feed-forward block); the vocabularies are
-// checked when the data is known (check_parallel_layout). The world size is only known at launch.
-void validate_parallel(const config::ParallelConfig& p, const config::ModelConfig& m) {
+// What tp splits is the model's to check (its validate); the world size is only known at launch.
+void validate_parallel(const config::ParallelConfig& p) {
   require_at_least("parallel.tp", p.tp(), 1);
-  if (m.num_heads() % p.tp() != 0)
-    throw ConfigError("parallel.tp: " + std::to_string(p.tp()) + " does not divide model.num_heads " +
-                      std::to_string(m.num_heads()));
-  if (m.d_ff() % p.tp() != 0)
-    throw ConfigError("parallel.tp: " + std::to_string(p.tp()) + " does not divide model.d_ff " +
-                      std::to_string(m.d_ff()));
   require_positive("parallel.bucket_mb", p.bucket_mb());
   require_positive("parallel.timeout_minutes", p.timeout_minutes());
 }
 
 }  // namespace
 
-void check_parallel_layout(const config::Config& config, int world_size, int64_t src_vocab, int64_t tgt_vocab) {
+void check_world_layout(const config::Config& config, int world_size) {
   const int tp = config.parallel().tp();
   if (world_size % tp != 0)
     throw ConfigError("parallel.tp: " + std::to_string(tp) + " does not divide the world size " +
                       std::to_string(world_size) + " (ranks started by mpirun/srun)");
-  // No vocabulary padding: the SentencePiece vocab_size must be a multiple of tp (8000 is, up to tp = 64).
-  for (const auto& [what, vocab] : {std::pair<const char*, int64_t>{"source", src_vocab}, {"target", tgt_vocab}}) {
-    if (vocab % tp != 0)
-      throw ConfigError("parallel.tp: " + std::to_string(tp) + " does not divide the " + what + " vocabulary size " +
-                        std::to_string(vocab) + " of data.dir (build the data with a vocab_size divisible by tp)");
-  }
 }
 
-config::Config parse_config_text(const std::string& text, const std::string& origin) {
+namespace {
+
+// Moves the translator's fields written directly under `model` (the layout before the `kind` oneof) into
+// model.translator; a model with no kind is the translator with its defaults. Returns whether any was moved.
+// Both layouts at once is a ConfigError naming the first moved field.
+bool move_legacy_model_fields(config::ModelConfig& model, const std::string& origin) {
+  const pb::Descriptor& type = *config::ModelConfig::descriptor();
+  const pb::Reflection& reflection = *model.GetReflection();
+  std::vector<const pb::FieldDescriptor*> legacy;
+  for (int i = 0; i < type.field_count(); ++i) {
+    const pb::FieldDescriptor* field = type.field(i);
+    if (field->options().deprecated() && reflection.HasField(model, field)) legacy.push_back(field);
+  }
+  if (legacy.empty()) {
+    if (model.kind_case() == config::ModelConfig::KIND_NOT_SET) model.mutable_translator();
+    return false;
+  }
+  if (model.kind_case() != config::ModelConfig::KIND_NOT_SET)
+    throw ConfigError(origin + ": model." + legacy.front()->name() + " is written directly under `model` next to `" +
+                      model.GetDescriptor()->FindFieldByNumber(model.kind_case())->name() +
+                      " { ... }`; move it into the latter");
+  // The deprecated fields carry TranslatorConfig's numbers and types, so the wire format moves them.
+  config::ModelConfig fields_only = model;
+  std::string bytes;
+  CHECK(fields_only.SerializeToString(&bytes)) << "move_legacy_model_fields: cannot serialise model";
+  CHECK(model.mutable_translator()->ParseFromString(bytes)) << "move_legacy_model_fields: cannot move model fields";
+  for (const pb::FieldDescriptor* field : legacy) reflection.ClearField(&model, field);
+  return true;
+}
+
+// Parses and moves the legacy model fields (see move_legacy_model_fields).
+config::Config parse_config(const std::string& text, const std::string& origin, bool* had_legacy_fields) {
   FirstErrorCollector errors;
   pb::TextFormat::Parser parser;  // unknown fields and repeated singular fields are errors by default
   parser.RecordErrorsTo(&errors);
@@ -292,7 +302,23 @@ config::Config parse_config_text(const std::string& text, const std::string& ori
       message += " (at the end of the input)";
     throw ConfigError(message);
   }
+  *had_legacy_fields = move_legacy_model_fields(*config.mutable_model(), origin);
   return config;
+}
+
+// The rank mpirun/srun gave this process (0 without one): the deprecation notice is printed by rank 0 only.
+bool is_first_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"}) {
+    if (const char* value = std::getenv(name)) return std::string(value) == "0";
+  }
+  return true;
+}
+
+}  // namespace
+
+config::Config parse_config_text(const std::string& text, const std::string& origin) {
+  bool had_legacy_fields = false;
+  return parse_config(text, origin, &had_legacy_fields);
 }
 
 config::Config load_config_file(const std::string& path) {
@@ -301,7 +327,17 @@ config::Config load_config_file(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) throw ConfigError(path + ": cannot read config file");
-  return parse_config_text(text.str(), path);
+  bool had_legacy_fields = false;
+  config::Config config = parse_config(text.str(), path, &had_legacy_fields);
+  static bool warned = false;  // one line per process, however many files
+  if (had_legacy_fields && !warned && is_first_rank()) {
+    warned = true;
+    std::fprintf(stderr,
+                 "parallax: warning: %s: model fields written directly under `model` are deprecated; write them "
+                 "in `model { translator { ... } }` (read as such)\n",
+                 path.c_str());
+  }
+  return config;
 }
 
 void apply_override(config::Config& config, const std::string& assignment) {
@@ -315,7 +351,13 @@ void apply_override(config::Config& config, const std::string& assignment) {
 
   pb::Message* message = &config;
   std::string walked;  // the path so far, for messages
-  const std::vector<std::string> components = split(path, '.');
+  std::vector<std::string> components = split(path, '.');
+  // model.<field> of the layout before the `kind` oneof addresses the translator (model.translator.<field>).
+  if (config.model().kind_case() == config::ModelConfig::KIND_NOT_SET) config.mutable_model()->mutable_translator();
+  if (components.size() >= 2 && components[0] == "model" && config.model().has_translator()) {
+    const pb::FieldDescriptor* own = config::ModelConfig::descriptor()->FindFieldByName(components[1]);
+    if (own == nullptr || own->options().deprecated()) components.insert(components.begin() + 1, "translator");
+  }
   for (size_t i = 0; i < components.size(); ++i) {
     const pb::Descriptor& type = *message->GetDescriptor();
     const std::string parent = walked.empty() ? "the config" : walked;
@@ -361,13 +403,13 @@ void apply_overrides(config::Config& config, const std::vector<std::string>& ass
 }
 
 void validate_config(const config::Config& config) {
-  validate_model(config.model(), config.data());
   validate_data(config.data());
   validate_optimizer(config.optimizer());
   validate_schedule(config.schedule(), config.train());
   validate_train(config.train());
   validate_eval(config.eval());
-  validate_parallel(config.parallel(), config.model());
+  validate_parallel(config.parallel());
+  validate_model_kind(config);
   require_at_least("log.every_steps", config.log().every_steps(), 1);
   require_at_least("checkpoint.every_steps", config.checkpoint().every_steps(), 0);
   require_at_least("checkpoint.keep_last", config.checkpoint().keep_last(), 0);
@@ -375,6 +417,7 @@ void validate_config(const config::Config& config) {
 
 std::string config_to_text(const config::Config& config) {
   config::Config full = config;
+  if (full.model().kind_case() == config::ModelConfig::KIND_NOT_SET) full.mutable_model()->mutable_translator();
   set_defaults_explicitly(full);
   std::string text;
   CHECK(pb::TextFormat::PrintToString(full, &text)) << "config_to_text: protobuf could not print the config";
@@ -382,48 +425,25 @@ std::string config_to_text(const config::Config& config) {
 }
 
 std::string model_shape_difference(const config::Config& checkpoint, const config::Config& current) {
-  // max_positions sizes a non-persistent buffer; activation and dropouts have no parameters.
-  static const char* const kShapeFields[] = {"d_model", "num_heads", "encoder_layers",   "decoder_layers",
-                                             "d_ff",    "pre_norm",  "share_embeddings", "tie_output"};
-  const config::ModelConfig& a = checkpoint.model();
-  const config::ModelConfig& b = current.model();
-  for (const char* name : kShapeFields) {
-    const pb::FieldDescriptor* field = config::ModelConfig::descriptor()->FindFieldByName(name);
-    CHECK(field != nullptr) << "model_shape_difference: no field model." << name << " in parallax.proto";
-    std::string in_checkpoint, in_config;  // effective values: an unset field reads as its default
-    pb::TextFormat::PrintFieldValueToString(a, field, -1, &in_checkpoint);
-    pb::TextFormat::PrintFieldValueToString(b, field, -1, &in_config);
-    if (in_checkpoint != in_config)
-      return "model." + std::string(name) + ": " + in_checkpoint + " in the checkpoint, " + in_config +
-             " in the config";
-  }
-  return "";
+  const TaskKind& saved = task_kind(checkpoint);
+  const TaskKind& wanted = task_kind(current);
+  if (&saved != &wanted)
+    return std::string("model: ") + saved.name + " in the checkpoint, " + wanted.name + " in the config";
+  return saved.shape_difference(checkpoint, current);
 }
 
-translator::TranslatorOptions translator_options(const config::Config& config, int64_t src_vocab, int64_t tgt_vocab,
-                                                 int64_t pad_id) {
-  const config::ModelConfig& m = config.model();
-  translator::TranslatorOptions options;
-  options.src_vocab = src_vocab;
-  options.tgt_vocab = tgt_vocab;
-  options.d_model = m.d_model();
-  options.num_heads = m.num_heads();
-  options.encoder_layers = m.encoder_layers();
-  options.decoder_layers = m.decoder_layers();
-  options.d_ff = m.d_ff();
-  options.dropout = m.dropout();
-  options.attention_dropout = m.attention_dropout();
-  try {
-    options.activation = nn::parse_activation(m.activation());
-  } catch (const ConfigError& e) {
-    throw ConfigError(std::string("model.activation: ") + e.what());
+std::string shape_difference_of_fields(const pb::Message& checkpoint, const pb::Message& current,
+                                       const std::vector<std::string>& fields, const std::string& prefix) {
+  for (const std::string& name : fields) {
+    const pb::FieldDescriptor* field = checkpoint.GetDescriptor()->FindFieldByName(name);
+    CHECK(field != nullptr) << "shape_difference_of_fields: no field " << prefix << name << " in parallax.proto";
+    std::string in_checkpoint, in_config;  // effective values: an unset field reads as its default
+    pb::TextFormat::PrintFieldValueToString(checkpoint, field, -1, &in_checkpoint);
+    pb::TextFormat::PrintFieldValueToString(current, field, -1, &in_config);
+    if (in_checkpoint != in_config)
+      return prefix + name + ": " + in_checkpoint + " in the checkpoint, " + in_config + " in the config";
   }
-  options.pre_norm = m.pre_norm();
-  options.share_embeddings = m.share_embeddings();
-  options.tie_output = m.tie_output();
-  options.max_positions = m.max_positions();
-  options.pad_id = pad_id;
-  return options;
+  return "";
 }
 
 }  // namespace px

@@ -10,7 +10,6 @@
 #include "core/util/error.h"
 #include "core/util/logging.h"
 #include "launcher/data_commands.h"
-#include "launcher/demo.h"
 #include "launcher/translator_commands.h"
 
 namespace {
@@ -33,7 +32,6 @@ int main(int argc, char** argv) {
   CLI::App app{"parallax: trains Transformer models (translation, detection) across CPUs and GPUs"};
   app.require_subcommand(1);
   int exit_code = 0;
-  px::add_demo_command(app, exit_code);
   px::add_data_commands(app, exit_code);
   px::add_translator_commands(app, exit_code);
   try {

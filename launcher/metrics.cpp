@@ -76,9 +76,9 @@ std::string ProgressLine::str() const {
   // The step field is as wide as max_steps so that successive lines align.
   const int width = static_cast<int>(std::to_string(max_steps).size());
   char buffer[256];
-  std::snprintf(buffer, sizeof(buffer), "step %*lld/%lld | loss %.3f | lr %.1e | %s tok/s | %.2f s/step | ETA %s",
+  std::snprintf(buffer, sizeof(buffer), "step %*lld/%lld | loss %.3f | lr %.1e | %s %s/s | %.2f s/step | ETA %s",
                 width, static_cast<long long>(step), static_cast<long long>(max_steps), loss, lr,
-                format_rate(tokens_per_s).c_str(), step_time_s, format_duration(eta_s).c_str());
+                format_rate(units_per_s).c_str(), unit.c_str(), step_time_s, format_duration(eta_s).c_str());
   return buffer;
 }
 

@@ -31,11 +31,12 @@ class MetricsWriter {
 // "1h02m", "3m05s", "12s" for ETAs.
 std::string format_duration(double seconds);
 
-// One console progress line:
+// One console progress line, throughput in the task's unit (tokens, images):
 // "step  1200/20000 | loss 4.213 | lr 6.1e-04 | 10.5k tok/s | 0.78 s/step | ETA 4h03m"
 struct ProgressLine {
   int64_t step = 0, max_steps = 0;
-  double loss = 0, lr = 0, tokens_per_s = 0, step_time_s = 0, eta_s = 0;
+  double loss = 0, lr = 0, units_per_s = 0, step_time_s = 0, eta_s = 0;
+  std::string unit = "tok";
   std::string str() const;  // the step field is as wide as max_steps, so successive lines align
 };
 

@@ -1,5 +1,5 @@
-// The training loop of `parallax train` on any dp x tp layout: set-up agreed by every rank, resume, the step
-// (micro-batches, bucketed dp all-reduce or ZeRO-1, clipping over shards, AdamW), progress, eval, checkpoints.
+// The training loop of `parallax train` for every model kind (a Task) on any dp x tp layout: set-up agreed by
+// every rank, resume, the step (micro-batches, dp gradient sync, clipping over shards, AdamW), eval, checkpoints.
 #include "launcher/trainer.h"
 
 #include <algorithm>
@@ -21,12 +21,11 @@
 #include "core/optim/lr_schedule.h"
 #include "core/util/error.h"
 #include "core/util/logging.h"
-#include "data/translation_loader.h"
 #include "launcher/checkpoint.h"
 #include "launcher/config.h"
-#include "launcher/evaluator.h"
 #include "launcher/metrics.h"
-#include "launcher/translator_setup.h"
+#include "launcher/run_dir.h"
+#include "launcher/task.h"
 #include "parallel/comm/world.h"
 #include "parallel/dp/grad_bucketer.h"
 #include "parallel/dp/zero_adamw.h"
@@ -41,8 +40,6 @@ namespace fs = std::filesystem;
 namespace {
 
 std::atomic<int> g_stop_signal{0};
-
-constexpr char kShardedDropoutRng[] = "dropout_sharded";
 
 extern "C" void on_stop_signal(int signal) { g_stop_signal.store(signal); }
 
@@ -114,180 +111,109 @@ config::Config resolve_config(const TrainCommand& command, const RunDir& run) {
   return config;
 }
 
+// Why the ranks stop: a bit each, agreed over every rank by one max all-reduce of the bits.
+enum class StopRequest : int { out_of_time = 1 << 0, sigint = 1 << 1, sigterm = 1 << 2, sigusr1 = 1 << 3 };
+constexpr int kStopRequests = 4;
+
+struct StopRequests {
+  int bits = 0;
+  void add(StopRequest r) { bits |= static_cast<int>(r); }
+  bool has(StopRequest r) const { return (bits & static_cast<int>(r)) != 0; }
+  // The signal that stops the run (the first of SIGINT, SIGTERM, SIGUSR1 asked on any rank), or null.
+  const char* signal() const {
+    if (has(StopRequest::sigint)) return "SIGINT";
+    if (has(StopRequest::sigterm)) return "SIGTERM";
+    if (has(StopRequest::sigusr1)) return "SIGUSR1";
+    return nullptr;
+  }
+};
+
 // Mean of the steps since the last log line.
 struct LogWindow {
   int steps = 0;
-  double loss_sum = 0, tgt_tokens = 0, seconds = 0, grad_norm_sum = 0;
+  double loss_sum = 0, normaliser = 0, units = 0, seconds = 0, grad_norm_sum = 0;
   void clear() { *this = LogWindow{}; }
 };
 
+// One update's figures, the same on every rank.
+struct StepResult {
+  double loss_sum = 0;    // summed over dp
+  double normaliser = 0;  // what the loss sum is divided by
+  double grad_norm = 0;   // before clipping
+};
+
+// The loop of `parallax train` over a Task: resume, micro-batches, the dp gradient sync (bucketed all-reduce or
+// ZeRO-1), clipping over shards, AdamW, progress, evaluation, checkpoints and stop requests.
 class Trainer {
  public:
-  Trainer(const TrainCommand& command, config::Config config, TranslationData data, parallel::ParallelGrid& grid)
+  Trainer(const TrainCommand& command, config::Config config, Task& task, parallel::ParallelGrid& grid)
       : run_{command.run_dir},
         config_(std::move(config)),
-        data_(std::move(data)),
+        task_(task),
         grid_(grid),
         leader_(grid.world().rank() == 0),
-        bundle_(build_translator(config_, data_, &grid)),
-        model_(*bundle_.model),
         schedule_(make_schedule(config_)) {
+    task_.build_model(grid_);
     if (leader_) metrics_ = std::make_unique<MetricsWriter>(run_.metrics());
-    const auto& o = config_.optimizer();
-    const optim::AdamWOptions adamw_options{o.beta1(), o.beta2(), o.eps()};
-    if (o.shard_state() && grid_.dp_size() > 1) {
-      auto zero = std::make_unique<parallel::ZeroAdamW>(model_.named_parameters(), o.lr(), o.weight_decay(),
-                                                        adamw_options, grid_.dp());
-      zero_ = zero.get();
-      optimizer_ = std::move(zero);
-      say("optimizer state: %.1f MiB per rank (ZeRO-1 over dp %d; %.1f MiB unsharded)\n",
-          static_cast<double>(zero_->state_bytes()) / (1 << 20), grid_.dp_size(),
-          static_cast<double>(zero_->unsharded_state_bytes()) / (1 << 20));
-    } else {
-      optimizer_ = std::make_unique<optim::AdamW>(model_.parameters(), o.lr(), o.weight_decay(), adamw_options);
-    }
+    build_optimizer();
     layout_.tp = &grid_.tp();
-    layout_.specs = parallel::collect_shard_specs(model_);
+    layout_.specs = parallel::collect_shard_specs(task_.model());
     layout_.writer = leader_;
     layout_.world_size = grid_.world().size();
     layout_.zero = zero_;
-    if (grid_.dp_size() > 1 && zero_ == nullptr) {
-      parallel::GradBucketerOptions bucket_options;
-      bucket_options.bucket_bytes = static_cast<int64_t>(config_.parallel().bucket_mb() * 1024 * 1024);
-      bucket_options.op = parallel::ReduceOp::sum;  // each rank's loss is already divided by the global token count
-      bucket_options.overlap = config_.parallel().overlap();
-      bucketer_ = std::make_unique<parallel::GradBucketer>(model_.parameters(), grid_.dp(), bucket_options);
-    }
     state_.cursor = data::DataCursor{config_.train().seed(), 0, 0, 0};
-    state_.rngs = {{"dropout", bundle_.dropout_gen.get()}};
-    // The sharded-activation stream has a seed of each tp rank's own but the same offset on all of them (every
-    // rank drops equally many elements): the checkpoint keeps rank 0's, and a resume keeps its own seed with the
-    // saved offset. A checkpoint of a tp = 1 run has none: the stream then starts fresh.
-    const auto latest = latest_checkpoint(run_.root);
-    Generator* sharded = bundle_.sharded_dropout_gen.get();
-    bool restore_sharded = false;
-    if (sharded != nullptr && latest) {
-      const ckpt::proto::Manifest manifest = read_manifest(*latest);
-      restore_sharded = std::any_of(manifest.rng().begin(), manifest.rng().end(),
-                                    [](const ckpt::proto::RngState& r) { return r.name() == kShardedDropoutRng; });
+    if (const auto latest = latest_checkpoint(run_.root)) {
+      resume_from(*latest);
+    } else {
+      for (const RngStream& stream : task_.rng_streams()) state_.rngs.emplace_back(stream.name, stream.generator);
     }
-    if (restore_sharded) state_.rngs.emplace_back(kShardedDropoutRng, sharded);
-    if (latest) {
-      const uint64_t own_seed = sharded != nullptr ? sharded->seed() : 0;
-      load_checkpoint(*latest, model_, optimizer_.get(), &state_, layout_);
-      if (zero_ != nullptr) zero_->reload_slices();
-      if (sharded != nullptr) sharded->set_state(own_seed, sharded->offset());
-      LOG(INFO) << "resumed from " << *latest << " at step " << state_.step;
-      say("resuming from %s (step %lld)\n", latest->c_str(), static_cast<long long>(state_.step));
-    }
-    if (sharded != nullptr && !restore_sharded) state_.rngs.emplace_back(kShardedDropoutRng, sharded);
     last_checkpoint_step_ = state_.step;
   }
 
   int run() {
     const auto& train = config_.train();
-    LOG(INFO) << "model: " << model_.num_parameters() << " parameters; config:\n" << config_to_text(config_);
-    say("model: %.2fM parameters%s, vocab %lld/%lld; %s; training to step %lld",
-        static_cast<double>(model_.num_parameters()) / 1e6, grid_.tp_size() > 1 ? " per tp rank" : "",
-        static_cast<long long>(data_.src_vocab), static_cast<long long>(data_.tgt_vocab), grid_.str().c_str(),
-        static_cast<long long>(train.max_steps()));
-    if (train.max_minutes() > 0) say(" or for %g minutes", train.max_minutes());
-    say("\n");
+    announce();
     if (state_.step >= train.max_steps()) {
       say("nothing to do: step %lld >= train.max_steps %lld (raise it with --set train.max_steps=N)\n",
           static_cast<long long>(state_.step), static_cast<long long>(train.max_steps()));
       return 0;
     }
-    data::TranslationLoaderOptions loader_options;
-    loader_options.shards = data_.shards(config_.data().train_split());
-    loader_options.max_tokens = train.batch_tokens();
-    loader_options.max_length = config_.data().max_length();
-    loader_options.max_epochs = train.max_epochs();
-    loader_options.prefetch = config_.data().prefetch();
-    loader_options.pad_id = data_.pad_id;
-    loader_options.bos_id = data_.bos_id;
-    loader_options.eos_id = data_.eos_id;
-    loader_options.rank = grid_.dp_rank();  // the tp ranks of a replica read the same slice
-    loader_options.world = grid_.dp_size();
-    data::TranslationLoader loader(loader_options, state_.cursor);
-
+    // The tp ranks of a replica read the same slice.
+    const std::unique_ptr<BatchSource> batches =
+        task_.train_batches(state_.cursor, grid_.dp_rank(), grid_.dp_size());
     StopSignals signals;
     const auto start = std::chrono::steady_clock::now();
     const double max_seconds = train.max_minutes() * 60.0;
-    const double max_norm = config_.optimizer().clip_grad_norm() > 0 ? config_.optimizer().clip_grad_norm()
-                                                                      : std::numeric_limits<double>::infinity();
-    const std::vector<std::pair<std::string, Tensor>> named_params = model_.named_parameters();
     const int64_t first_step = state_.step;
     std::string stop_reason = "train.max_steps reached";
     bool stopped_by_signal = false;
     LogWindow window;
-    model_.train();
+    task_.model().train();
     while (state_.step < train.max_steps()) {
       const auto step_start = std::chrono::steady_clock::now();
-      // One update from train.accumulate_steps global batches (micro-batches); an incomplete last group at the
-      // end of the data is not trained on.
-      std::vector<data::TranslationBatch> micro;
-      while (static_cast<int>(micro.size()) < train.accumulate_steps()) {
-        std::optional<data::TranslationBatch> batch = loader.next();
-        if (!batch) break;
-        micro.push_back(std::move(*batch));
-      }
-      if (static_cast<int>(micro.size()) < train.accumulate_steps()) {
+      std::vector<std::unique_ptr<TaskBatch>> micro = next_micro_batches(*batches);
+      if (micro.empty()) {
         stop_reason = "train.max_epochs reached";
         break;
       }
-      optim::apply_schedule(*optimizer_, *schedule_, state_.step + 1);
-      double tokens = 0;
-      for (const data::TranslationBatch& b : micro) tokens += static_cast<double>(b.global_tgt_tokens);
-      double local_loss = 0;
-      for (size_t k = 0; k < micro.size(); ++k) {
-        const data::TranslationBatch& b = micro[k];
-        // Gradients accumulate locally; the dp all-reduce starts during the last micro-batch's backward.
-        if (bucketer_) bucketer_->set_sync(k + 1 == micro.size());
-        // A rank whose slice of a global batch is empty computes nothing but still joins every collective
-        // (its buckets contribute what it has accumulated, or zeros).
-        if (b.src.size(0) == 0) continue;
-        const Tensor loss_sum = model_.loss(b.src, b.tgt_in, b.tgt_out, train.label_smoothing());
-        backward(loss_sum * (1.0 / tokens));
-        local_loss += loss_sum.item();
-      }
-      if (bucketer_) bucketer_->finish();
-      if (zero_ != nullptr) zero_->reduce_gradients();
-      const double loss_total = parallel::all_reduce_value(grid_.dp(), local_loss, parallel::ReduceOp::sum);
-      const double loss_value = loss_total / tokens;
-      const double grad_norm = zero_ != nullptr
-                                   ? zero_->clip_grad_norm(layout_.specs, grid_.tp(), max_norm)
-                                   : parallel::clip_grad_norm(named_params, layout_.specs, grid_.tp(), max_norm);
-      if (std::isfinite(loss_value) && std::isfinite(grad_norm)) {
-        if (zero_ != nullptr) {
-          zero_->step_and_gather();
-        } else {
-          optimizer_->step();
-        }
-      } else {
-        LOG(WARNING) << "step " << state_.step + 1 << ": non-finite loss " << loss_value << " or grad norm "
-                     << grad_norm << "; update skipped";
-      }
-      optimizer_->zero_grad();
-      if (zero_ != nullptr) model_.zero_grad();  // the optimizer's own params are the dp slices
+      const StepResult step = train_step(micro);
+      const double units = task_.units(micro);
       ++state_.step;
-      state_.cursor = micro.back().after;
-      state_.tokens_seen += static_cast<int64_t>(tokens);  // every dp rank's slice
+      state_.cursor = micro.back()->after;
+      state_.tokens_seen += static_cast<int64_t>(units);  // every dp rank's slice
       const double step_seconds = seconds_since(step_start);
       state_.train_seconds += step_seconds;
       window.steps += 1;
-      window.loss_sum += loss_total;
-      window.tgt_tokens += tokens;
+      window.loss_sum += step.loss_sum;
+      window.normaliser += step.normaliser;
+      window.units += units;
       window.seconds += step_seconds;
-      window.grad_norm_sum += grad_norm;
+      window.grad_norm_sum += step.grad_norm;
 
       const double elapsed = seconds_since(start);
       // Every rank stops at the same step: rank 0's clock decides the time limit, any rank's signal stops all.
-      const int local_signal = signals.received();
-      const int stop_flags = agree_or((leader_ && max_seconds > 0 && elapsed >= max_seconds ? 1 : 0) |
-                                      (local_signal == SIGINT ? 2 : 0) | (local_signal == SIGTERM ? 4 : 0) |
-                                      (local_signal == SIGUSR1 ? 8 : 0));
-      const bool out_of_time = (stop_flags & 1) != 0;
+      const StopRequests stop = agree_on_stop(leader_ && max_seconds > 0 && elapsed >= max_seconds, signals.received());
+      const bool out_of_time = stop.has(StopRequest::out_of_time);
       if (state_.step % config_.log().every_steps() == 0 || state_.step == train.max_steps() || out_of_time) {
         log_progress(window, elapsed, state_.step - first_step, max_seconds);
         window.clear();
@@ -298,10 +224,9 @@ class Trainer {
         stop_reason = "train.max_minutes reached";
         break;
       }
-      if ((stop_flags & 14) != 0) {
+      if (stop.signal() != nullptr) {
         stopped_by_signal = true;
-        stop_reason = std::string("stopped by ") +
-                      ((stop_flags & 2) != 0 ? "SIGINT" : (stop_flags & 4) != 0 ? "SIGTERM" : "SIGUSR1");
+        stop_reason = std::string("stopped by ") + stop.signal();
         break;
       }
     }
@@ -325,15 +250,150 @@ class Trainer {
     }
   }
 
-  // The bitwise or of `flags` (4 bits) over every rank: one max all-reduce of the bits.
-  int agree_or(int flags) {
-    if (grid_.world().size() == 1) return flags;
+  // AdamW over the task's parameter groups, its state sharded over dp (ZeRO-1) with optimizer.shard_state; a
+  // GradBucketer all-reduces the gradients of an unsharded optimizer at dp > 1.
+  void build_optimizer() {
+    const auto& o = config_.optimizer();
+    const optim::AdamWOptions adamw_options{o.beta1(), o.beta2(), o.eps()};
+    std::vector<optim::ParamGroup> groups = task_.param_groups();
+    if (o.shard_state() && grid_.dp_size() > 1) {
+      CHECK_EQ(groups.size(), 1u) << "ZeroAdamW: one parameter group";
+      auto zero = std::make_unique<parallel::ZeroAdamW>(task_.model().named_parameters(), groups[0].lr,
+                                                        groups[0].weight_decay, adamw_options, grid_.dp());
+      zero_ = zero.get();
+      optimizer_ = std::move(zero);
+      say("optimizer state: %.1f MiB per rank (ZeRO-1 over dp %d; %.1f MiB unsharded)\n",
+          static_cast<double>(zero_->state_bytes()) / (1 << 20), grid_.dp_size(),
+          static_cast<double>(zero_->unsharded_state_bytes()) / (1 << 20));
+      return;
+    }
+    optimizer_ = std::make_unique<optim::AdamW>(std::move(groups), adamw_options);
+    if (grid_.dp_size() > 1) {
+      parallel::GradBucketerOptions bucket_options;
+      bucket_options.bucket_bytes = static_cast<int64_t>(config_.parallel().bucket_mb() * 1024 * 1024);
+      bucket_options.op = parallel::ReduceOp::sum;  // each rank's loss is already divided by the global normaliser
+      bucket_options.overlap = config_.parallel().overlap();
+      bucketer_ = std::make_unique<parallel::GradBucketer>(task_.model().parameters(), grid_.dp(), bucket_options);
+    }
+  }
+
+  // Loads `checkpoint` into the model, optimizer and state. A stream with a seed of this rank's own keeps it
+  // and takes the saved offset (the checkpoint holds rank 0's); a checkpoint without it leaves it fresh.
+  void resume_from(const std::string& checkpoint) {
+    const ckpt::proto::Manifest manifest = read_manifest(checkpoint);
+    const auto saved = [&](const std::string& name) {
+      return std::any_of(manifest.rng().begin(), manifest.rng().end(),
+                         [&](const ckpt::proto::RngState& r) { return r.name() == name; });
+    };
+    const std::vector<RngStream> streams = task_.rng_streams();
+    std::vector<uint64_t> own_seeds;
+    for (const RngStream& stream : streams) {
+      own_seeds.push_back(stream.generator->seed());
+      if (!stream.rank_own_seed || saved(stream.name)) state_.rngs.emplace_back(stream.name, stream.generator);
+    }
+    load_checkpoint(checkpoint, task_.model(), optimizer_.get(), &state_, layout_);
+    if (zero_ != nullptr) zero_->reload_slices();
+    state_.rngs.clear();
+    for (size_t i = 0; i < streams.size(); ++i) {
+      Generator& gen = *streams[i].generator;
+      if (streams[i].rank_own_seed) gen.set_state(own_seeds[i], gen.offset());
+      state_.rngs.emplace_back(streams[i].name, &gen);
+    }
+    LOG(INFO) << "resumed from " << checkpoint << " at step " << state_.step;
+    say("resuming from %s (step %lld)\n", checkpoint.c_str(), static_cast<long long>(state_.step));
+  }
+
+  void announce() {
+    const auto& train = config_.train();
+    const nn::Module& model = task_.model();
+    LOG(INFO) << "model: " << model.num_parameters() << " parameters; config:\n" << config_to_text(config_);
+    say("model: %.2fM parameters%s, %s; %s; training to step %lld",
+        static_cast<double>(model.num_parameters()) / 1e6, grid_.tp_size() > 1 ? " per tp rank" : "",
+        task_.describe().c_str(), grid_.str().c_str(), static_cast<long long>(train.max_steps()));
+    if (train.max_minutes() > 0) say(" or for %g minutes", train.max_minutes());
+    say("\n");
+  }
+
+  // train.accumulate_steps global batches (micro-batches) for one update; none when the data ends first (an
+  // incomplete last group is not trained on).
+  std::vector<std::unique_ptr<TaskBatch>> next_micro_batches(BatchSource& batches) {
+    const auto count = static_cast<size_t>(config_.train().accumulate_steps());
+    std::vector<std::unique_ptr<TaskBatch>> micro;
+    while (micro.size() < count) {
+      std::unique_ptr<TaskBatch> batch = batches.next();
+      if (!batch) return {};
+      micro.push_back(std::move(batch));
+    }
+    return micro;
+  }
+
+  // Forward and backward of every micro-batch, the dp gradient sync, clipping and (finite only) the update.
+  StepResult train_step(const std::vector<std::unique_ptr<TaskBatch>>& micro) {
+    optim::apply_schedule(*optimizer_, *schedule_, state_.step + 1);
+    StepResult result;
+    result.normaliser = task_.normaliser(micro, grid_.dp());
+    double local_loss = 0;
+    for (size_t k = 0; k < micro.size(); ++k) {
+      // Gradients accumulate locally; the dp all-reduce starts during the last micro-batch's backward.
+      if (bucketer_) bucketer_->set_sync(k + 1 == micro.size());
+      // A rank whose slice of a global batch is empty computes nothing but still joins every collective
+      // (its buckets contribute what it has accumulated, or zeros).
+      if (micro[k]->empty()) continue;
+      const Tensor loss_sum = task_.loss_sum(*micro[k]);
+      backward(loss_sum * (1.0 / result.normaliser));
+      local_loss += loss_sum.item();
+    }
+    sync_gradients();  // before any other dp collective: the bucket all-reduces may still be in flight
+    result.loss_sum = parallel::all_reduce_value(grid_.dp(), local_loss, parallel::ReduceOp::sum);
+    result.grad_norm = clip_gradients();
+    const double loss_value = result.loss_sum / result.normaliser;
+    if (std::isfinite(loss_value) && std::isfinite(result.grad_norm)) {
+      update();
+    } else {
+      LOG(WARNING) << "step " << state_.step + 1 << ": non-finite loss " << loss_value << " or grad norm "
+                   << result.grad_norm << "; update skipped";
+    }
+    optimizer_->zero_grad();
+    if (zero_ != nullptr) task_.model().zero_grad();  // the optimizer's own params are the dp slices
+    return result;
+  }
+
+  // Gradients summed over dp (ZeRO: into this rank's slices).
+  void sync_gradients() {
+    if (bucketer_) bucketer_->finish();
+    if (zero_ != nullptr) zero_->reduce_gradients();
+  }
+
+  // Clips the summed gradients to optimizer.clip_grad_norm over every shard; returns the norm before.
+  double clip_gradients() {
+    const double max_norm = config_.optimizer().clip_grad_norm() > 0 ? config_.optimizer().clip_grad_norm()
+                                                                      : std::numeric_limits<double>::infinity();
+    if (zero_ != nullptr) return zero_->clip_grad_norm(layout_.specs, grid_.tp(), max_norm);
+    return parallel::clip_grad_norm(task_.model().named_parameters(), layout_.specs, grid_.tp(), max_norm);
+  }
+
+  void update() {
+    if (zero_ != nullptr) {
+      zero_->step_and_gather();
+    } else {
+      optimizer_->step();
+    }
+  }
+
+  // The stop requests of every rank: this one's (rank 0 alone judges the clock) or'ed with the others'.
+  StopRequests agree_on_stop(bool out_of_time, int signal) {
+    StopRequests local;
+    if (out_of_time) local.add(StopRequest::out_of_time);
+    if (signal == SIGINT) local.add(StopRequest::sigint);
+    if (signal == SIGTERM) local.add(StopRequest::sigterm);
+    if (signal == SIGUSR1) local.add(StopRequest::sigusr1);
+    if (grid_.world().size() == 1) return local;
     std::vector<double> bits;
-    for (int bit = 0; bit < 4; ++bit) bits.push_back((flags >> bit) & 1);
-    const Tensor t = from_vector(bits, {4}, DType::f64);
+    for (int bit = 0; bit < kStopRequests; ++bit) bits.push_back((local.bits >> bit) & 1);
+    const Tensor t = from_vector(bits, {kStopRequests}, DType::f64);
     grid_.world().all_reduce(t, parallel::ReduceOp::max)->wait();
-    int agreed = 0;
-    for (int bit = 0; bit < 4; ++bit) agreed |= (t.data<double>()[bit] > 0 ? 1 : 0) << bit;
+    StopRequests agreed;
+    for (int bit = 0; bit < kStopRequests; ++bit) agreed.bits |= (t.data<double>()[bit] > 0 ? 1 : 0) << bit;
     return agreed;
   }
 
@@ -343,12 +403,14 @@ class Trainer {
   bool every(int64_t n) const { return n > 0 && state_.step % n == 0; }
 
   void log_progress(const LogWindow& w, double elapsed, int64_t steps_done, double max_seconds) {
+    const ThroughputUnit unit = task_.throughput_unit();
     ProgressLine line;
     line.step = state_.step;
     line.max_steps = config_.train().max_steps();
-    line.loss = w.loss_sum / w.tgt_tokens;
+    line.loss = w.loss_sum / w.normaliser;
     line.lr = optimizer_->lr();
-    line.tokens_per_s = w.tgt_tokens / w.seconds;
+    line.units_per_s = w.units / w.seconds;
+    line.unit = unit.symbol;
     line.step_time_s = w.seconds / w.steps;
     const double per_step = elapsed / static_cast<double>(std::max<int64_t>(1, steps_done));
     line.eta_s = per_step * static_cast<double>(line.max_steps - line.step);
@@ -358,45 +420,29 @@ class Trainer {
     LOG(INFO) << text;
     if (metrics_) metrics_->write(state_.step, {{"loss", line.loss},
                                  {"lr", line.lr},
-                                 {"tokens_per_s", line.tokens_per_s},
+                                 {unit.metric, line.units_per_s},
                                  {"step_time_s", line.step_time_s},
                                  {"grad_norm", w.grad_norm_sum / w.steps}});
   }
 
   void evaluate() {
-    EvalOptions options;
-    options.split = config_.data().valid_split();
-    options.label_smoothing = config_.train().label_smoothing();
-    options.batch_tokens = config_.eval().batch_tokens();
-    options.max_sentences = config_.eval().max_sentences();
-    options.decode = decode_options(config_, data_, 0);
-    // Each dp replica evaluates every dp-th pair (its tp ranks decode together); the sums are all-reduced over dp
-    // and rank 0 reports.
-    options.shard = grid_.dp_rank();
-    options.num_shards = grid_.dp_size();
-    options.sum_over_shards = [this](std::vector<double>& values) {
-      const Tensor t = from_vector(values, {static_cast<int64_t>(values.size())}, DType::f64);
-      grid_.dp().all_reduce(t, parallel::ReduceOp::sum)->wait();
-      std::copy(t.data<double>(), t.data<double>() + values.size(), values.begin());
-    };
-    const EvalResult r = evaluate_split(model_, data_, options);
+    const auto start = std::chrono::steady_clock::now();
+    const EvalReport report = task_.evaluate(grid_);
+    const double seconds = seconds_since(start);
     last_eval_step_ = state_.step;
-    LOG(INFO) << "eval at step " << state_.step << ": valid loss " << r.loss << ", " << r.bleu.str();
+    LOG(INFO) << "eval at step " << state_.step << ": " << report.summary;
     if (!leader_) return;
-    std::printf("eval  %lld | valid loss %.3f | ppl %.2f | BLEU %.2f on %lld sentences (beam %d) | %.1f s\n",
-                static_cast<long long>(state_.step), r.loss, std::exp(r.nll), r.bleu.score,
-                static_cast<long long>(r.sentences), options.decode.beam, r.seconds);
-    for (size_t i = 0; i < std::min<size_t>(2, r.hypotheses.size()); ++i) {
-      std::printf("  src: %s\n  ref: %s\n  hyp: %s\n", r.sources[i].c_str(), r.references[i].c_str(),
-                  r.hypotheses[i].c_str());
-    }
+    std::printf("eval  %lld | %s | %.1f s\n", static_cast<long long>(state_.step), report.summary.c_str(), seconds);
+    for (const std::string& line : report.examples) std::printf("%s\n", line.c_str());
     std::fflush(stdout);
-    metrics_->write(state_.step, {{"valid_loss", r.loss}, {"valid_ppl", std::exp(r.nll)}, {"valid_bleu", r.bleu.score}});
+    std::vector<std::pair<std::string, double>> values;
+    for (const auto& [name, value] : report.metrics) values.emplace_back("valid_" + name, value);
+    metrics_->write(state_.step, values);
   }
 
   void checkpoint() {
     if (last_checkpoint_step_ == state_.step) return;
-    const std::string dir = save_checkpoint(run_.root, model_, *optimizer_, state_, config_to_text(config_),
+    const std::string dir = save_checkpoint(run_.root, task_.model(), *optimizer_, state_, config_to_text(config_),
                                             config_.checkpoint().keep_last(), layout_);
     grid_.world().barrier()->wait();  // no rank runs ahead of a checkpoint that is not complete
     last_checkpoint_step_ = state_.step;
@@ -405,11 +451,9 @@ class Trainer {
 
   RunDir run_;
   config::Config config_;
-  TranslationData data_;
+  Task& task_;
   parallel::ParallelGrid& grid_;
   bool leader_;  // world rank 0: console, metrics, checkpoint files
-  TranslatorBundle bundle_;
-  translator::Translator& model_;
   std::unique_ptr<optim::AdamW> optimizer_;
   std::unique_ptr<optim::LrSchedule> schedule_;
   std::unique_ptr<MetricsWriter> metrics_;  // rank 0 only
@@ -420,21 +464,19 @@ class Trainer {
   int64_t last_checkpoint_step_ = -1, last_eval_step_ = -1;
 };
 
-// The set-up every rank does before training: the config, the dataset, its splits, the layout.
+// The set-up every rank does before training: the config and the task over its dataset, checked against the
+// layout and the run dir before the run dir is touched.
 struct TrainSetup {
   config::Config config;
-  TranslationData data;
+  std::unique_ptr<Task> task;
 };
 
 TrainSetup set_up(const TrainCommand& command, const RunDir& run, int world_size) {
   TrainSetup setup;
   setup.config = resolve_config(command, run);
-  // Everything the run reads is checked before the run dir is touched: the config, the dataset, its splits.
-  setup.data = open_translation_data(setup.config);
-  setup.data.shards(setup.config.data().train_split());
-  setup.data.shards(setup.config.data().valid_split());
-  check_parallel_layout(setup.config, world_size, setup.data.src_vocab, setup.data.tgt_vocab);
-  check_run_tokenizer(run, setup.data, /*record=*/false);
+  check_world_layout(setup.config, world_size);
+  setup.task = task_kind(setup.config).open(setup.config);
+  setup.task->check_set_up(run, world_size);
   return setup;
 }
 
@@ -473,8 +515,8 @@ int train_on(const TrainCommand& command, const RunDir& run, TrainSetup setup, p
   log_to_files(run.logs(), world.rank());
   LOG(INFO) << "rank " << world.rank() << " of " << world.size() << " (local rank "
             << world.placement().local_rank << "); " << grid.str();
-  if (world.rank() == 0) check_run_tokenizer(run, setup.data, /*record=*/true);
-  Trainer trainer(command, setup.config, std::move(setup.data), grid);
+  if (world.rank() == 0) setup.task->record_run(run);
+  Trainer trainer(command, setup.config, *setup.task, grid);
   if (world.rank() == 0) write_file_atomically(run.config(), config_to_text(setup.config));
   return trainer.run();
 }

@@ -1,4 +1,4 @@
-// `parallax train`: trains a Translator from a config into a run directory, logging progress and metrics,
+// `parallax train`: trains the config's model (its Task) into a run directory, logging progress and metrics,
 // evaluating and checkpointing every N steps, resuming from the run's latest checkpoint.
 #pragma once
 

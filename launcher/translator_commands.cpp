@@ -16,10 +16,10 @@
 #include "data/tokenizer.h"
 #include "launcher/checkpoint.h"
 #include "launcher/config.h"
-#include "launcher/evaluator.h"
 #include "launcher/metrics.h"
 #include "launcher/trainer.h"
-#include "launcher/translator_setup.h"
+#include "launcher/translator_eval.h"
+#include "launcher/translator_task.h"
 
 namespace px {
 
@@ -129,7 +129,7 @@ int run_translate(const TranslateCommand& command, std::istream& in, std::ostrea
 
 void add_translator_commands(CLI::App& app, int& exit_code) {
   auto train = std::make_shared<TrainCommand>();
-  CLI::App* t = app.add_subcommand("train", "Train a translator from a config; resumes an existing run dir");
+  CLI::App* t = app.add_subcommand("train", "Train a model from a config; resumes an existing run dir");
   t->add_option("config", train->config_path, "Config (.pbtxt); optional when resuming a run dir");
   t->add_option("--run-dir", train->run_dir, "Run directory (logs, metrics, checkpoints)")->required();
   t->add_option("--set", train->overrides, "Override a config field, e.g. --set train.max_steps=2000")

@@ -232,7 +232,7 @@ def config_dims(path):
     import pbtxt_config  # noqa: E402  (needs the path above)
     try:
         schema = pbtxt_config.load_schema(os.path.join(REPO, "configs", "parallax.proto"))
-        model = pbtxt_config.load_config(path, [], schema)["model"]
+        model = pbtxt_config.load_config(path, [], schema)["model"]["translator"]
     except (OSError, pbtxt_config.ConfigError) as e:
         raise ModelError(f"{path}: cannot read the model config ({e})") from None
     return {k: model[k] for k in ("d_model", "num_heads", "d_ff", "encoder_layers", "decoder_layers", "pre_norm",

@@ -4,6 +4,7 @@
 import codecs
 import json
 import re
+import sys
 
 
 class ConfigError(Exception):
@@ -98,30 +99,65 @@ def scalar(type_name, token, field, quoted_only=True):
         raise ConfigError(f"{field}: {token!r} is not a valid {type_name} ({e})") from None
 
 
+class Field:
+    """One field of a proto message: its type, its default (a Python value for scalars) and whether it is deprecated."""
+
+    def __init__(self, type_name, default, deprecated):
+        self.type_name, self.default, self.deprecated = type_name, default, deprecated
+
+
+# The translator's fields written directly under `model` (the layout before ModelConfig's oneof) are deprecated and
+# read as model.translator, as launcher/config.cpp does.
+_LEGACY_MODEL_KIND = "translator"
+
+
 def load_schema(proto_path):
-    """{message: {field: (type, default)}} of a proto2 file without nested messages (configs/parallax.proto)."""
+    """{message: {field: Field}} of a proto2 file whose messages nest only oneof blocks (configs/parallax.proto)."""
     text = re.sub(r"//[^\n]*", "", open(proto_path, encoding="utf-8").read())
     schema = {}
-    for m in re.finditer(r"message\s+(\w+)\s*\{(.*?)\}", text, re.S):
+    field_pattern = r"(?:(?:optional|required)\s+)?(\w+)\s+(\w+)\s*=\s*\d+\s*(?:\[(.*?)\])?\s*;"
+    for m in re.finditer(r"message\s+(\w+)\s*\{((?:[^{}]|\{[^{}]*\})*)\}", text):
+        body = re.sub(r"oneof\s+\w+\s*\{([^{}]*)\}", r"\1", m.group(2))
         fields = {}
-        field_pattern = r"(?:optional|required)\s+(\w+)\s+(\w+)\s*=\s*\d+\s*(?:\[\s*default\s*=\s*(.*?)\s*\])?\s*;"
-        for f in re.finditer(field_pattern, m.group(2)):
-            type_name, name, default = f.groups()
-            fields[name] = (type_name, default)
+        for f in re.finditer(field_pattern, body):
+            type_name, name, options = f.groups()
+            default = re.search(r"\bdefault\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^,\s]+)", options or "")
+            deprecated = re.search(r"\bdeprecated\s*=\s*true\b", options or "") is not None
+            fields[name] = Field(type_name, default.group(1) if default else None, deprecated)
         schema[m.group(1)] = fields
     for fields in schema.values():  # defaults to values now that every message type is known
-        for name, (type_name, default) in fields.items():
-            if type_name in _SCALAR_TYPES:
+        for name, field in fields.items():
+            if field.type_name in _SCALAR_TYPES:
+                default = field.default
                 if default is None:
-                    default = {"string": '""', "bool": "false"}.get(type_name, "0")
-                fields[name] = (type_name, scalar(type_name, default, name))
-            elif type_name not in schema:
-                raise ConfigError(f"{proto_path}: field {name} has unknown type {type_name}")
+                    default = {"string": '""', "bool": "false"}.get(field.type_name, "0")
+                field.default = scalar(field.type_name, default, name)
+            elif field.type_name not in schema:
+                raise ConfigError(f"{proto_path}: field {name} has unknown type {field.type_name}")
     return schema
 
 
 def _defaults(schema, type_name):
-    return {name: (_defaults(schema, t) if t in schema else value) for name, (t, value) in schema[type_name].items()}
+    return {name: (_defaults(schema, f.type_name) if f.type_name in schema else f.default)
+            for name, f in schema[type_name].items() if not f.deprecated}
+
+
+def _move_legacy_model_fields(entries, path):
+    """Top-level entries with the translator's fields written directly under `model` moved into model.translator."""
+    out = []
+    for name, value, line in entries:
+        if name == "model" and isinstance(value, list):
+            legacy = [e for e in value if e[0] != _LEGACY_MODEL_KIND]
+            kinds = [e for e in value if e[0] == _LEGACY_MODEL_KIND]
+            if legacy and kinds:
+                raise ConfigError(f"{path}: model.{legacy[0][0]} is written directly under `model` next to "
+                                  f"`{kinds[0][0]} {{ ... }}`; move it into the latter")
+            if legacy:
+                print(f"warning: {path}: model fields written directly under `model` are deprecated; write them in "
+                      f"`model {{ translator {{ ... }} }}` (read as such)", file=sys.stderr)
+                value = [(_LEGACY_MODEL_KIND, legacy, legacy[0][2])]
+        out.append((name, value, line))
+    return out
 
 
 def load_config(path, overrides, schema):
@@ -136,13 +172,13 @@ def load_config(path, overrides, schema):
         seen = set()
         for name, value, line in entries:
             field = prefix + name
-            if name not in schema[type_name]:
+            if name not in schema[type_name] or schema[type_name][name].deprecated:
                 raise ConfigError(f"{path}:{line}: no field '{name}' in {prefix.rstrip('.') or 'the config'} "
-                                  f"(fields: {', '.join(schema[type_name])})")
+                                  f"(fields: {', '.join(_defaults(schema, type_name))})")
             if name in seen:
                 raise ConfigError(f"{path}:{line}: {field} is set twice")
             seen.add(name)
-            field_type = schema[type_name][name][0]
+            field_type = schema[type_name][name].type_name
             if (field_type in schema) != isinstance(value, list):
                 raise ConfigError(f"{path}:{line}: {field} is {'a message' if field_type in schema else field_type}")
             if field_type in schema:
@@ -150,16 +186,19 @@ def load_config(path, overrides, schema):
             else:
                 target[name] = scalar(field_type, value, f"{path}:{line}: {field}")
 
-    merge(config, "Config", parse_text_format(text, path), "")
+    merge(config, "Config", _move_legacy_model_fields(parse_text_format(text, path), path), "")
     for assignment in overrides:
         if "=" not in assignment:
             raise ConfigError(f"--set {assignment}: expected <field>=<value>, e.g. model.d_model=256")
         field, value = assignment.split("=", 1)
         parts, target, type_name = field.strip().split("."), config, "Config"
+        # model.<field> of the layout before ModelConfig's oneof addresses the translator.
+        if len(parts) >= 2 and parts[0] == "model" and parts[1] not in config["model"]:
+            parts.insert(1, _LEGACY_MODEL_KIND)
         for i, part in enumerate(parts):
-            if part not in schema[type_name]:
-                raise ConfigError(f"--set {field}: no field '{part}' (fields: {', '.join(schema[type_name])})")
-            part_type = schema[type_name][part][0]
+            if part not in target:
+                raise ConfigError(f"--set {field}: no field '{part}' (fields: {', '.join(target)})")
+            part_type = schema[type_name][part].type_name
             last = i + 1 == len(parts)
             if last == (part_type in schema):
                 raise ConfigError(f"--set {field}: {'.'.join(parts[:i + 1])} is "
@@ -174,13 +213,14 @@ def load_config(path, overrides, schema):
 
 def validate_config(c):
     """The checks of launcher/config.cpp's validate_config that this script depends on."""
-    m, d, o, s, t, e = c["model"], c["data"], c["optimizer"], c["schedule"], c["train"], c["eval"]
+    m, d, o, s, t, e = c["model"]["translator"], c["data"], c["optimizer"], c["schedule"], c["train"], c["eval"]
     checks = [
-        ("model.num_heads", m["num_heads"] >= 1 and m["d_model"] % m["num_heads"] == 0, "must divide model.d_model"),
-        ("model.activation", m["activation"] in ("relu", "gelu"), "must be relu or gelu"),
-        ("model.dropout", 0 <= m["dropout"] < 1, "must be in [0, 1)"),
-        ("model.attention_dropout", 0 <= m["attention_dropout"] < 1, "must be in [0, 1)"),
-        ("model.max_positions", m["max_positions"] >= d["max_length"], "must be >= data.max_length"),
+        ("model.translator.num_heads", m["num_heads"] >= 1 and m["d_model"] % m["num_heads"] == 0,
+         "must divide model.translator.d_model"),
+        ("model.translator.activation", m["activation"] in ("relu", "gelu"), "must be relu or gelu"),
+        ("model.translator.dropout", 0 <= m["dropout"] < 1, "must be in [0, 1)"),
+        ("model.translator.attention_dropout", 0 <= m["attention_dropout"] < 1, "must be in [0, 1)"),
+        ("model.translator.max_positions", m["max_positions"] >= d["max_length"], "must be >= data.max_length"),
         ("data.dir", d["dir"] != "", "must be set"),
         ("data.max_length", d["max_length"] >= 2, "must be >= 2"),
         ("optimizer.name", o["name"] == "adamw", "must be adamw"),

@@ -420,7 +420,7 @@ def evaluate(model, data, split, config, beam, max_sentences):
     start = time.perf_counter()
     was_training = model.training
     model.eval()
-    max_len, pad = config["model"]["max_positions"], data.pad_id
+    max_len, pad = config["model"]["translator"]["max_positions"], data.pad_id
     src, tgt = data.read(split)
     src = [s[:max_len - 1] + [data.eos_id] for s in src]
     tgt = [t[:max_len - 1] for t in tgt]
@@ -458,9 +458,9 @@ def evaluate(model, data, split, config, beam, max_sentences):
 # Training.
 
 def build_model(config, data):
-    m = config["model"]
+    m = config["model"]["translator"]
     if m["share_embeddings"] and not data.joint:
-        raise ConfigError(f"model.share_embeddings: {data.dir} has separate source and target tokenizers")
+        raise ConfigError(f"model.translator.share_embeddings: {data.dir} has separate source and target tokenizers")
     torch.manual_seed(config["train"]["seed"])
     return TorchTranslator(data.src_spm.get_piece_size(), data.tgt_spm.get_piece_size(), d_model=m["d_model"],
                            num_heads=m["num_heads"], encoder_layers=m["encoder_layers"],

@@ -188,16 +188,29 @@ Tensor Translator::forward(const Tensor& src, const Tensor& tgt_in) const { retu
 
 Tensor Translator::loss(const Tensor& src, const Tensor& tgt_in, const Tensor& tgt_out, double label_smoothing,
                         Reduction reduction) const {
-  if (!tp_.enabled()) return translation_loss(forward(src, tgt_in), tgt_out, options_.pad_id, label_smoothing, reduction);
+  return losses(src, tgt_in, tgt_out, {label_smoothing}, reduction).front();
+}
+
+std::vector<Tensor> Translator::losses(const Tensor& src, const Tensor& tgt_in, const Tensor& tgt_out,
+                                       const std::vector<double>& label_smoothings, Reduction reduction) const {
+  std::vector<Tensor> out;
+  if (!tp_.enabled()) {
+    const Tensor logits = forward(src, tgt_in);
+    for (double eps : label_smoothings) out.push_back(translation_loss(logits, tgt_out, options_.pad_id, eps, reduction));
+    return out;
+  }
   const Tensor shard = logits_shard(decode_hidden(tgt_in, encode(src), nullptr));  // (B, T, V_tgt / tp)
   CHECK(tgt_out.dim() == 2 && tgt_out.size(0) == shard.size(0) && tgt_out.size(1) == shard.size(1))
       << "Translator::loss: targets " << tgt_out.str() << " for logits " << shard.str();
-  if (!(label_smoothing >= 0.0 && label_smoothing < 1.0)) {
-    throw ConfigError("label_smoothing: must be in [0, 1), got " + std::to_string(label_smoothing));
-  }
   const int64_t rows = shard.size(0) * shard.size(1);
-  return parallel::vocab_parallel_cross_entropy(reshape(shard, {rows, shard.size(2)}), reshape(tgt_out, {rows}),
-                                                options_.pad_id, label_smoothing, *tp_.group, reduction);
+  const Tensor flat_shard = reshape(shard, {rows, shard.size(2)});  // (B T, V_tgt / tp)
+  const Tensor flat_target = reshape(tgt_out, {rows});              // (B T)
+  for (double eps : label_smoothings) {
+    if (!(eps >= 0.0 && eps < 1.0)) throw ConfigError("label_smoothing: must be in [0, 1), got " + std::to_string(eps));
+    out.push_back(parallel::vocab_parallel_cross_entropy(flat_shard, flat_target, options_.pad_id, eps, *tp_.group,
+                                                         reduction));
+  }
+  return out;
 }
 
 DecoderCache Translator::new_cache() const {

@@ -86,6 +86,9 @@ class Translator : public nn::Module {
   // parallelism (vocab-parallel cross-entropy); the same value on every tp rank. tgt_out i64 (B, T) -> 0-d
   Tensor loss(const Tensor& src, const Tensor& tgt_in, const Tensor& tgt_out, double label_smoothing,
               Reduction reduction = Reduction::sum) const;
+  // loss at each of label_smoothings from one forward pass (evaluation: the smoothed loss and the NLL).
+  std::vector<Tensor> losses(const Tensor& src, const Tensor& tgt_in, const Tensor& tgt_out,
+                             const std::vector<double>& label_smoothings, Reduction reduction = Reduction::sum) const;
 
   // An empty cache with one entry per decoder layer.
   DecoderCache new_cache() const;

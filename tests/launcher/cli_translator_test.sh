@@ -31,8 +31,8 @@ px "build-translation" 0 data build-translation --src "$WORK/train.en" --tgt "$W
 # jobs) two threads of this tiny model wait on each other and ran 10x slower.
 write_config() {  # write_config FILE DATA_DIR [EXTRA MODEL FIELDS]
   cat >"$1" <<EOF
-model { d_model: 32 num_heads: 2 encoder_layers: 1 decoder_layers: 1 d_ff: 64 dropout: 0.1 pre_norm: true
-        max_positions: 32 ${3:-} }
+model { translator { d_model: 32 num_heads: 2 encoder_layers: 1 decoder_layers: 1 d_ff: 64 dropout: 0.1
+        pre_norm: true max_positions: 32 ${3:-} } }
 data { dir: "$2" max_length: 32 }
 optimizer { lr: 3e-3 clip_grad_norm: 1.0 }
 schedule { name: "inverse_sqrt" warmup_steps: 10 }
@@ -50,6 +50,7 @@ A="$WORK/run_a"
 px "train 4 steps" 0 train "$CONFIG" --run-dir "$A"
 expect_in "train progress line" "step 1/4 | loss" "$OUT"
 expect_in "train progress line" "step 4/4 | loss" "$OUT"
+grep -q deprecated <<<"$ERR" && fail "train: a deprecation notice for a config in the current layout: $ERR"
 expect_in "train eval line" "valid loss" "$OUT"
 [ -f "$A/config.pbtxt" ] || fail "train: no config.pbtxt"
 grep -q "d_model: 32" "$A/config.pbtxt" || fail "train: config.pbtxt lacks the model"
@@ -133,7 +134,7 @@ write_config "$WORK/wrong_type.pbtxt" "$WORK/data" "num_heads: \"two\""
 bad_input "wrong type" "$WORK/run_new" "num_heads" train "$WORK/wrong_type.pbtxt" --run-dir "$WORK/run_new"
 bad_input "--set wrong type" "$A" "train.max_steps" train --run-dir "$A" --set train.max_steps=lots
 bad_input "--set unknown field" "$A" "max_stepz" train --run-dir "$A" --set train.max_stepz=12
-bad_input "run dir of another model" "$A" "model.d_model" train --run-dir "$A" --set model.d_model=64 \
+bad_input "run dir of another model" "$A" "model.translator.d_model" train --run-dir "$A" --set model.d_model=64 \
   --set train.max_steps=12
 bad_input "new run dir without CONFIG" "$WORK/run_new" "CONFIG" train --run-dir "$WORK/run_new"
 mkdir "$WORK/not_a_run"
@@ -141,7 +142,7 @@ bad_input "eval without a run" "$WORK/not_a_run" "not a run directory" eval --ru
 bad_input "translate without a run" "$WORK/not_a_run" "not a run directory" translate --run-dir "$WORK/not_a_run"
 bad_input "eval on a missing dir" "$WORK/no_such_run" "no_such_run" eval --run-dir "$WORK/no_such_run"
 bad_input "eval on a missing split" "$A" "nosuch" eval --run-dir "$A" --split nosuch
-bad_input "translate, overrides change the model" "$A" "model.d_model" translate --run-dir "$A" \
+bad_input "translate, overrides change the model" "$A" "model.translator.d_model" translate --run-dir "$A" \
   --set model.d_model=64
 # A dataset of the same vocabulary size but another tokenizer (Spanish only): its ids mean other pieces.
 px "build-translation, another tokenizer" 0 data build-translation --src "$WORK/train.es" --tgt "$WORK/train.es" \

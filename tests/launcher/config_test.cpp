@@ -1,8 +1,11 @@
 // Tests of launcher/config: located parse errors, --set overrides and their errors, every validation
 // rule, the defaults-included dump, shape comparison, translator options and the shipped configs.
 #include "launcher/config.h"
+#include "launcher/translator_task.h"
 
 #include <google/protobuf/descriptor.h>
+#include <google/protobuf/descriptor.pb.h>
+#include <google/protobuf/text_format.h>
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
 
@@ -38,12 +41,16 @@ std::string expect_config_error(F&& f, const std::vector<std::string>& parts) {
 // The smallest valid config: defaults everywhere and the one required field.
 config::Config minimal_config() { return parse_config_text("data { dir: \"runs/data/x\" }\n", "minimal"); }
 
-// True when every field of `message` and of its sub-messages is explicitly set.
+// True when every field of `message` and of its sub-messages is explicitly set (but deprecated fields and the
+// other members of a set oneof).
 bool all_fields_set(const pb::Message& message, std::string* missing) {
   const pb::Reflection& reflection = *message.GetReflection();
   const pb::Descriptor& type = *message.GetDescriptor();
   for (int i = 0; i < type.field_count(); ++i) {
     const pb::FieldDescriptor* field = type.field(i);
+    if (field->options().deprecated()) continue;
+    const pb::OneofDescriptor* oneof = field->real_containing_oneof();
+    if (oneof != nullptr && reflection.HasOneof(message, oneof) && !reflection.HasField(message, field)) continue;
     if (!reflection.HasField(message, field)) {
       *missing = field->full_name();
       return false;
@@ -66,12 +73,12 @@ TEST(ParseConfig, ReadsFieldsAndKeepsDefaults) {
       "# a comment\nmodel { d_model: 256 pre_norm: true activation: \"gelu\" }\n"
       "optimizer { lr: 1e-3 }\ndata { dir: 'runs/d' }\n",
       "inline");
-  EXPECT_EQ(c.model().d_model(), 256);
-  EXPECT_TRUE(c.model().pre_norm());
-  EXPECT_EQ(c.model().activation(), "gelu");
+  EXPECT_EQ(c.model().translator().d_model(), 256);
+  EXPECT_TRUE(c.model().translator().pre_norm());
+  EXPECT_EQ(c.model().translator().activation(), "gelu");
   EXPECT_DOUBLE_EQ(c.optimizer().lr(), 1e-3);
   EXPECT_EQ(c.data().dir(), "runs/d");
-  EXPECT_EQ(c.model().num_heads(), 8);  // the schema's default
+  EXPECT_EQ(c.model().translator().num_heads(), 8);  // the schema's default
   EXPECT_EQ(c.schedule().warmup_steps(), 4000);
 }
 
@@ -113,6 +120,30 @@ TEST(ParseConfig, FieldGivenTwiceIsAnError) {
   expect_config_error([] { parse_config_text("model { d_model: 256 d_model: 512 }", "c"); }, {"c:1:", "d_model"});
 }
 
+TEST(ParseConfig, TheOldModelLayoutReadsAsTheTranslator) {
+  const config::Config now =
+      parse_config_text("model { translator { d_model: 256 pre_norm: true } }\ndata { dir: 'd' }", "now");
+  const config::Config old = parse_config_text("model { d_model: 256 pre_norm: true }\ndata { dir: 'd' }", "old");
+  EXPECT_TRUE(old.model().has_translator());
+  EXPECT_FALSE(old.model().has_d_model());  // moved, not copied
+  EXPECT_EQ(old.model().translator().d_model(), 256);
+  std::string report;
+  pb::util::MessageDifferencer differ;
+  differ.ReportDifferencesToString(&report);
+  EXPECT_TRUE(differ.Compare(now, old)) << report;
+}
+
+TEST(ParseConfig, BothModelLayoutsAtOnceIsAnError) {
+  expect_config_error([] { parse_config_text("model { d_ff: 64 translator { d_model: 32 } }", "c"); },
+                      {"c: model.d_ff", "translator { ... }"});
+}
+
+TEST(ParseConfig, NoModelIsTheDefaultTranslator) {
+  const config::Config c = minimal_config();
+  EXPECT_TRUE(c.model().has_translator());
+  EXPECT_EQ(c.model().translator().d_model(), 512);
+}
+
 class LoadConfigFile : public test::TempDirTest {};
 
 TEST_F(LoadConfigFile, ReadsAFileAndNamesItInErrors) {
@@ -120,7 +151,7 @@ TEST_F(LoadConfigFile, ReadsAFileAndNamesItInErrors) {
     std::ofstream(path("ok.pbtxt")) << "data { dir: \"x\" }\nmodel { num_heads: 4 }\n";
     std::ofstream(path("bad.pbtxt")) << "model {\n  heads: 4\n}\n";
   }
-  EXPECT_EQ(load_config_file(path("ok.pbtxt")).model().num_heads(), 4);
+  EXPECT_EQ(load_config_file(path("ok.pbtxt")).model().translator().num_heads(), 4);
   expect_config_error([&] { load_config_file(path("bad.pbtxt")); }, {path("bad.pbtxt") + ":2:", "heads"});
   expect_config_error([&] { load_config_file(path("missing.pbtxt")); }, {path("missing.pbtxt")});
 }
@@ -138,12 +169,12 @@ TEST(ApplyOverride, SetsScalarsOfEveryType) {
   apply_override(c, "train.max_steps=5000000000");  // beyond int32: train.max_steps is int64
   apply_override(c, "train.seed=18446744073709551615");
   apply_override(c, "eval.max_len_b=-1");  // a valid int32; validate_config rejects it later
-  EXPECT_EQ(c.model().d_model(), 256);
-  EXPECT_EQ(c.model().dropout(), 0.25f);
+  EXPECT_EQ(c.model().translator().d_model(), 256);
+  EXPECT_EQ(c.model().translator().dropout(), 0.25f);
   EXPECT_DOUBLE_EQ(c.optimizer().lr(), 3e-4);
-  EXPECT_TRUE(c.model().pre_norm());
-  EXPECT_FALSE(c.model().share_embeddings());
-  EXPECT_EQ(c.model().activation(), "gelu");
+  EXPECT_TRUE(c.model().translator().pre_norm());
+  EXPECT_FALSE(c.model().translator().share_embeddings());
+  EXPECT_EQ(c.model().translator().activation(), "gelu");
   EXPECT_EQ(c.train().max_steps(), 5000000000LL);
   EXPECT_EQ(c.train().seed(), std::numeric_limits<uint64_t>::max());
   EXPECT_EQ(c.eval().max_len_b(), -1);
@@ -161,11 +192,23 @@ TEST(ApplyOverride, StringsWithAndWithoutQuotes) {
   EXPECT_EQ(c.data().train_split(), "");
 }
 
+TEST(ApplyOverride, TheOldAndTheNewModelPathSetTheSameField) {
+  config::Config c = minimal_config();
+  apply_override(c, "model.translator.d_ff=100");
+  EXPECT_EQ(c.model().translator().d_ff(), 100);
+  apply_override(c, "model.d_ff=200");
+  EXPECT_EQ(c.model().translator().d_ff(), 200);
+  EXPECT_FALSE(c.model().has_d_ff());
+  config::Config empty;  // no model kind yet: the translator's
+  apply_override(empty, "model.d_ff=300");
+  EXPECT_EQ(empty.model().translator().d_ff(), 300);
+}
+
 TEST(ApplyOverride, LaterOverridesWin) {
   config::Config c = minimal_config();
   apply_overrides(c, {"model.d_model=256", "model.num_heads=4", "model.d_model=128"});
-  EXPECT_EQ(c.model().d_model(), 128);
-  EXPECT_EQ(c.model().num_heads(), 4);
+  EXPECT_EQ(c.model().translator().d_model(), 128);
+  EXPECT_EQ(c.model().translator().num_heads(), 4);
 }
 
 TEST(ApplyOverride, UnknownPathsNameThePathAndTheChoices) {
@@ -175,7 +218,7 @@ TEST(ApplyOverride, UnknownPathsNameThePathAndTheChoices) {
   expect_config_error([&] { apply_override(c, "modle.d_model=256"); },
                       {"--set modle.d_model", "no field 'modle' in the config", "model, data"});
   expect_config_error([&] { apply_override(c, "model.d_model.x=1"); }, {"--set model.d_model.x", "scalar"});
-  expect_config_error([&] { apply_override(c, "model=1"); }, {"--set model", "message", "d_model"});
+  expect_config_error([&] { apply_override(c, "model=1"); }, {"--set model", "message", "translator"});
   expect_config_error([&] { apply_override(c, "model.d_model"); }, {"model.d_model", "<field>=<value>"});
   expect_config_error([&] { apply_override(c, "=1"); }, {"no field name"});
 }
@@ -190,7 +233,7 @@ TEST(ApplyOverride, BadValuesNameThePathAndType) {
   expect_config_error([&] { apply_override(c, "model.dropout=fast"); }, {"--set model.dropout", "double"});
   expect_config_error([&] { apply_override(c, "train.seed=-1"); }, {"--set train.seed", "uint64"});
   expect_config_error([&] { apply_override(c, "data.dir=\"unterminated"); }, {"--set data.dir"});
-  EXPECT_EQ(c.model().d_model(), 512);  // the failed overrides left the field alone
+  EXPECT_EQ(c.model().translator().d_model(), 512);  // the failed overrides left the field alone
 }
 
 // ---- validation ----
@@ -225,18 +268,18 @@ struct InvalidCase {
 
 TEST(ValidateConfig, EveryRuleNamesItsField) {
   const std::vector<InvalidCase> cases = {
-      {{"model.d_model=0"}, "model.d_model"},
-      {{"model.num_heads=0"}, "model.num_heads"},
-      {{"model.num_heads=7"}, "model.num_heads"},  // 512 % 7 != 0
-      {{"model.encoder_layers=0"}, "model.encoder_layers"},
-      {{"model.decoder_layers=-1"}, "model.decoder_layers"},
-      {{"model.d_ff=0"}, "model.d_ff"},
-      {{"model.dropout=1"}, "model.dropout"},
-      {{"model.dropout=-0.1"}, "model.dropout"},
-      {{"model.dropout=nan"}, "model.dropout"},
-      {{"model.attention_dropout=1.5"}, "model.attention_dropout"},
-      {{"model.activation=tanh"}, "model.activation"},
-      {{"model.max_positions=255"}, "model.max_positions"},  // data.max_length defaults to 256
+      {{"model.d_model=0"}, "model.translator.d_model"},
+      {{"model.num_heads=0"}, "model.translator.num_heads"},
+      {{"model.num_heads=7"}, "model.translator.num_heads"},  // 512 % 7 != 0
+      {{"model.encoder_layers=0"}, "model.translator.encoder_layers"},
+      {{"model.decoder_layers=-1"}, "model.translator.decoder_layers"},
+      {{"model.d_ff=0"}, "model.translator.d_ff"},
+      {{"model.dropout=1"}, "model.translator.dropout"},
+      {{"model.dropout=-0.1"}, "model.translator.dropout"},
+      {{"model.dropout=nan"}, "model.translator.dropout"},
+      {{"model.attention_dropout=1.5"}, "model.translator.attention_dropout"},
+      {{"model.activation=tanh"}, "model.translator.activation"},
+      {{"model.max_positions=255"}, "model.translator.max_positions"},  // data.max_length defaults to 256
       {{"data.dir="}, "data.dir"},
       {{"data.train_split="}, "data.train_split"},
       {{"data.valid_split="}, "data.valid_split"},
@@ -298,6 +341,14 @@ TEST(ConfigToText, WritesEveryFieldIncludingDefaults) {
   EXPECT_TRUE(all_fields_set(parse_config_text(config_to_text(config::Config()), "dump"), &missing)) << missing;
 }
 
+TEST(ConfigToText, WritesTheTranslatorBlockAndNoDeprecatedField) {
+  const std::string text = config_to_text(parse_config_text("model { d_model: 64 }\ndata { dir: 'd' }", "old"));
+  EXPECT_TRUE(std::regex_search(text, std::regex("model \\{\\s*translator \\{\\s*d_model: 64"))) << text;
+  config::Config back;
+  ASSERT_TRUE(pb::TextFormat::ParseFromString(text, &back)) << text;  // the raw message, before any moving
+  EXPECT_FALSE(back.model().has_d_model()) << text;
+}
+
 TEST(ConfigToText, RoundTripsAFullySetConfigExactly) {
   config::Config c = parse_config_text(config_to_text(minimal_config()), "dump");
   apply_overrides(c, {"model.dropout=0.1", "model.attention_dropout=0.3333333", "optimizer.lr=7.123456789012345e-4",
@@ -323,19 +374,19 @@ TEST(ModelShapeDifference, ReportsTheFirstShapeFieldOnly) {
                             "model.max_positions=4096", "optimizer.lr=1"});
   EXPECT_EQ(model_shape_difference(checkpoint, current), "");
   apply_override(current, "model.d_model=256");
-  EXPECT_EQ(model_shape_difference(checkpoint, current), "model.d_model: 512 in the checkpoint, 256 in the config");
+  EXPECT_EQ(model_shape_difference(checkpoint, current), "model.translator.d_model: 512 in the checkpoint, 256 in the config");
 }
 
 TEST(ModelShapeDifference, EachShapeFieldIsCompared) {
   const config::Config checkpoint = minimal_config();
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"model.num_heads=4", "model.num_heads: 8 in the checkpoint, 4 in the config"},
-      {"model.encoder_layers=3", "model.encoder_layers: 6 in the checkpoint, 3 in the config"},
-      {"model.decoder_layers=2", "model.decoder_layers: 6 in the checkpoint, 2 in the config"},
-      {"model.d_ff=1024", "model.d_ff: 2048 in the checkpoint, 1024 in the config"},
-      {"model.pre_norm=true", "model.pre_norm: false in the checkpoint, true in the config"},
-      {"model.share_embeddings=false", "model.share_embeddings: true in the checkpoint, false in the config"},
-      {"model.tie_output=false", "model.tie_output: true in the checkpoint, false in the config"},
+      {"model.num_heads=4", "model.translator.num_heads: 8 in the checkpoint, 4 in the config"},
+      {"model.encoder_layers=3", "model.translator.encoder_layers: 6 in the checkpoint, 3 in the config"},
+      {"model.decoder_layers=2", "model.translator.decoder_layers: 6 in the checkpoint, 2 in the config"},
+      {"model.d_ff=1024", "model.translator.d_ff: 2048 in the checkpoint, 1024 in the config"},
+      {"model.pre_norm=true", "model.translator.pre_norm: false in the checkpoint, true in the config"},
+      {"model.share_embeddings=false", "model.translator.share_embeddings: true in the checkpoint, false in the config"},
+      {"model.tie_output=false", "model.translator.tie_output: true in the checkpoint, false in the config"},
   };
   for (const auto& [assignment, expected] : cases) {
     config::Config current = minimal_config();
@@ -374,7 +425,7 @@ TEST(TranslatorOptionsFromConfig, MapsEveryModelField) {
   EXPECT_TRUE(o.tie_output);
   EXPECT_EQ(o.max_positions, 300);
   apply_override(c, "model.activation=swish");
-  expect_config_error([&] { translator_options(c, 10, 10, 0); }, {"model.activation", "swish"});
+  expect_config_error([&] { translator_options(c, 10, 10, 0); }, {"model.translator.activation", "swish"});
 }
 
 // ---- shipped configs ----
@@ -392,12 +443,12 @@ TEST(ShippedConfigs, LoadAndValidate) {
 
 TEST(ShippedConfigs, BaseIsThePapersBaseModel) {
   const config::Config c = load_config_file((source_configs_dir() / "translator_base.pbtxt").string());
-  EXPECT_EQ(c.model().d_model(), 512);
-  EXPECT_EQ(c.model().num_heads(), 8);
-  EXPECT_EQ(c.model().encoder_layers(), 6);
-  EXPECT_EQ(c.model().decoder_layers(), 6);
-  EXPECT_EQ(c.model().d_ff(), 2048);
-  EXPECT_FALSE(c.model().pre_norm());
+  EXPECT_EQ(c.model().translator().d_model(), 512);
+  EXPECT_EQ(c.model().translator().num_heads(), 8);
+  EXPECT_EQ(c.model().translator().encoder_layers(), 6);
+  EXPECT_EQ(c.model().translator().decoder_layers(), 6);
+  EXPECT_EQ(c.model().translator().d_ff(), 2048);
+  EXPECT_FALSE(c.model().translator().pre_norm());
   EXPECT_EQ(c.schedule().name(), "inverse_sqrt");
   EXPECT_EQ(c.schedule().warmup_steps(), 4000);
   EXPECT_DOUBLE_EQ(c.optimizer().beta2(), 0.98);

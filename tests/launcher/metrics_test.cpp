@@ -112,7 +112,7 @@ TEST(ProgressLineTest, FormatsEveryField) {
                     .max_steps = 20000,
                     .loss = 4.2131,
                     .lr = 6.1e-4,
-                    .tokens_per_s = 10500,
+                    .units_per_s = 10500,
                     .step_time_s = 0.78,
                     .eta_s = 4 * 3600 + 3 * 60};
   EXPECT_EQ(line.str(), "step  1200/20000 | loss 4.213 | lr 6.1e-04 | 10.5k tok/s | 0.78 s/step | ETA 4h03m");
@@ -120,7 +120,7 @@ TEST(ProgressLineTest, FormatsEveryField) {
 
 TEST(ProgressLineTest, StepFieldIsFixedWidth) {
   ProgressLine first{
-      .step = 5, .max_steps = 100000, .loss = 9.9, .lr = 1e-5, .tokens_per_s = 900, .step_time_s = 1.5, .eta_s = 50};
+      .step = 5, .max_steps = 100000, .loss = 9.9, .lr = 1e-5, .units_per_s = 900, .step_time_s = 1.5, .eta_s = 50};
   ProgressLine later = first;
   later.step = 100000;
   EXPECT_EQ(first.str().find('|'), later.str().find('|')) << first.str() << "\n" << later.str();
@@ -129,7 +129,7 @@ TEST(ProgressLineTest, StepFieldIsFixedWidth) {
 
 TEST(ProgressLineTest, RateSuffixes) {
   auto rate_of = [](double tokens_per_s) {
-    ProgressLine line{.step = 1, .max_steps = 10, .tokens_per_s = tokens_per_s};
+    ProgressLine line{.step = 1, .max_steps = 10, .units_per_s = tokens_per_s};
     const std::string s = line.str();
     const size_t end = s.find(" tok/s");
     const size_t start = s.rfind("| ", end) + 2;

@@ -15,7 +15,8 @@ run "build-translation" 0 "$PARALLAX" data build-translation --src "$WORK/train.
   --valid-src "$WORK/valid.en" --valid-tgt "$WORK/valid.es" --test-src "$WORK/test.en" --test-tgt "$WORK/test.es" \
   --out "$WORK/data" --shards 2 --vocab-size 296 || { echo "$fails failure(s)"; exit 1; }
 
-# Dropout off: tp > 1 draws the masks of sharded activations per tp rank, so only without dropout do layouts
+# The model fields are written directly under `model`, the layout before `model { translator { ... } }`: it
+# must keep working. Dropout off: tp > 1 draws the masks of sharded activations per tp rank, so only without dropout do layouts
 # compute the same function. One thread per rank: up to 4 ranks share 2 cores.
 CONFIG="$WORK/tiny.pbtxt"
 cat >"$CONFIG" <<PBEOF
@@ -57,6 +58,8 @@ for layout in "2 1" "2 2" "4 2"; do
   expect_in "np=$np tp=$tp progress" "step 6/6 | loss" "$OUT"
   expect_in "np=$np tp=$tp layout line" "dp $((np / tp)) x tp $tp" "$OUT"
   [ "$(grep -c 'step 6/6' <<<"$OUT")" = 1 ] || fail "np=$np tp=$tp: progress printed by more than rank 0"
+  # This config writes the translator's fields directly under `model` (the old layout): one notice, by rank 0.
+  [ "$(grep -c 'deprecated' <<<"$ERR")" = 1 ] || fail "np=$np tp=$tp: not one deprecation line: $ERR"
   for r in $(seq 0 $((np - 1))); do
     ls "$R"/logs/rank$r.* >/dev/null 2>&1 || fail "np=$np tp=$tp: no logs/rank$r.*"
   done
@@ -161,7 +164,7 @@ expect_in "tp vs world" "parallel.tp: 2 does not divide the world size 3" "$ERR"
 [ -e "$WORK/bad1" ] && fail "bad layout: the run dir was created"
 run "tp does not divide the heads" nonzero $MPIRUN -np 2 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/bad2" \
   --set parallel.tp=8
-expect_in "tp vs heads" "parallel.tp: 8 does not divide model.num_heads 4" "$ERR"
+expect_in "tp vs heads" "parallel.tp: 8 does not divide model.translator.num_heads 4" "$ERR"
 
 # --- 4. SIGTERM and SIGUSR1 to one rank: all ranks stop after the same step, save it, exit 0. ----------------
 for sig in TERM USR1; do

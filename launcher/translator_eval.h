@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "launcher/translator_setup.h"
+#include "launcher/translator_task.h"
 #include "models/translator/bleu.h"
 
 namespace px {
@@ -28,15 +28,17 @@ struct EvalOptions {
   int64_t batch_tokens = 4096;      // padded source + target tokens per loss batch; source tokens per decoding batch
   int64_t max_sentences = 0;        // BLEU on the first N pairs of the split; 0: all; < 0: no BLEU
   translator::DecodeOptions decode;
-  // Data-parallel evaluation: this rank takes every num_shards-th pair from `shard` (for the loss and the BLEU
-  // sentences), and sum_over_shards adds a vector of statistics over all shards in place (an all-reduce over the
-  // dp group; required when num_shards > 1). The result's totals and scores are then the whole split's; its
-  // sources/hypotheses/references are this shard's.
+  // Data-parallel evaluation: this rank reads and scores only every num_shards-th pair from `shard` (for the
+  // loss and the BLEU sentences), and sum_over_shards adds a vector of statistics over all shards in place (an
+  // all-reduce over the dp group; required when num_shards > 1). The result's totals and scores are then the
+  // whole split's; its sources/hypotheses/references are this shard's.
   int shard = 0, num_shards = 1;
   std::function<void(std::vector<double>&)> sum_over_shards;
 };
 
-// Runs in eval mode under NoGradGuard and restores the model's train/eval mode afterwards.
+// Runs in eval mode under NoGradGuard and restores the model's train/eval mode afterwards. A tensor-parallel
+// model scores through the vocab-parallel loss (the full logits are never gathered); its tp ranks call it
+// together with the same shard.
 EvalResult evaluate_split(translator::Translator& model, const TranslationData& data, const EvalOptions& options);
 
 // Translates token sequences (each ending in eos, none longer than max_positions) in batches of about

@@ -1,7 +1,5 @@
-// `parallax demo`: a small CPU training run (an MLP classifying 2-D spirals) that shows
-// the engine, ops and optimizer working end to end with a falling loss.
-#include "launcher/demo.h"
-
+// examples/spiral_mlp: the smallest Parallax training program, an MLP classifying 2-D spirals on the CPU,
+// showing the tensor, autograd, nn and optim layers end to end with a falling loss (no launcher, no data files).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -11,11 +9,18 @@
 #include "core/ops/ops.h"
 #include "core/optim/sgd.h"
 #include "core/util/error.h"
+#include "core/util/logging.h"
 
 #include <CLI/CLI.hpp>
 
 namespace px {
 namespace {
+
+struct SpiralOptions {
+  int64_t steps = 300;
+  uint64_t seed = 0;
+  int threads = 0;  // 0: default_num_threads()
+};
 
 // Three interleaved spiral arms in 2-D, one class per arm, with a little noise.
 void make_spirals(int64_t per_class, Generator& gen, Tensor* x /* (N, 2) */, Tensor* y /* (N) */) {
@@ -36,8 +41,6 @@ void make_spirals(int64_t per_class, Generator& gen, Tensor* x /* (N, 2) */, Ten
   *y = from_vector(ys, {n});
 }
 
-}  // namespace
-
 // An MLP 2 -> hidden -> hidden -> 3 with ReLU.
 class SpiralMlp : public nn::Module {
  public:
@@ -53,16 +56,8 @@ class SpiralMlp : public nn::Module {
   std::shared_ptr<nn::Linear> fc1_, fc2_, fc3_;
 };
 
-void add_demo_command(CLI::App& app, int& exit_code) {
-  auto options = std::make_shared<DemoOptions>();
-  CLI::App* cmd = app.add_subcommand("demo", "train a small MLP on synthetic spirals on the CPU and print the falling loss");
-  cmd->add_option("--steps", options->steps, "training steps")->check(CLI::PositiveNumber);
-  cmd->add_option("--seed", options->seed, "random seed");
-  cmd->add_option("--threads", options->threads, "CPU threads (default: cores / local ranks)")->check(CLI::PositiveNumber);
-  cmd->callback([options, &exit_code] { exit_code = run_demo(*options); });
-}
-
-int run_demo(const DemoOptions& options) {
+// Returns the exit code: 0 when the final loss is below the first.
+int run_spirals(const SpiralOptions& options) {
   set_num_threads(options.threads > 0 ? options.threads : default_num_threads());
   Generator gen(options.seed);
   Tensor x, y;
@@ -71,7 +66,7 @@ int run_demo(const DemoOptions& options) {
   SpiralMlp model(hidden, gen);
   optim::SGD optimizer({optim::ParamGroup{model.parameters(), 0.1}}, optim::SGDOptions{.momentum = 0.9});
 
-  std::printf("parallax demo: MLP 2-%ld-%ld-3 (%ld parameters) on %ld spiral points, SGD momentum 0.9, %ld steps, "
+  std::printf("spiral_mlp: MLP 2-%ld-%ld-3 (%ld parameters) on %ld spiral points, SGD momentum 0.9, %ld steps, "
               "%d threads\n",
               static_cast<long>(hidden), static_cast<long>(hidden), static_cast<long>(model.num_parameters()),
               static_cast<long>(x.size(0)), static_cast<long>(options.steps), num_threads());
@@ -97,4 +92,16 @@ int run_demo(const DemoOptions& options) {
   return fell ? 0 : 1;
 }
 
+}  // namespace
 }  // namespace px
+
+int main(int argc, char** argv) {
+  px::SpiralOptions options;
+  CLI::App app{"spiral_mlp: train a small MLP on synthetic spirals on the CPU and print the falling loss"};
+  app.add_option("--steps", options.steps, "training steps")->check(CLI::PositiveNumber);
+  app.add_option("--seed", options.seed, "random seed");
+  app.add_option("--threads", options.threads, "CPU threads (default: cores / local ranks)")->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+  px::init_logging(argv[0], "", 0);
+  return px::run_spirals(options);
+}

@@ -1,9 +1,8 @@
-// What train, eval and translate share: the run directory's layout, its config, the dataset index and
-// tokenizers a config names, and a Translator built from them (loaded from the latest checkpoint).
+// The translator's side of train, eval and translate: the dataset index and tokenizers a config names, the
+// Translator built from them, its config checks, and TranslatorTask (the trainer's Task for it).
 #pragma once
 
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,25 +10,13 @@
 #include "core/util/generator.h"
 #include "data/dataset.pb.h"
 #include "data/tokenizer.h"
+#include "launcher/run_dir.h"
+#include "launcher/task.h"
 #include "models/translator/decoding.h"
 #include "models/translator/transformer.h"
 #include "parallel/grid.h"
 
 namespace px {
-
-// <run_dir>/config.pbtxt (written at the first start), tokenizer.hash (the vocabulary the model was trained
-// with), logs/, metrics.jsonl, checkpoints/.
-struct RunDir {
-  std::string root;
-  std::string config() const { return root + "/config.pbtxt"; }
-  std::string tokenizer_hash() const { return root + "/tokenizer.hash"; }
-  std::string logs() const { return root + "/logs"; }
-  std::string metrics() const { return root + "/metrics.jsonl"; }
-};
-
-// The config of an existing run: <run_dir>/config.pbtxt, with `overrides` applied and validated. A run dir
-// without it is a ConfigError ("not a run directory").
-config::Config load_run_config(const RunDir& run, const std::vector<std::string>& overrides);
 
 // The dataset and vocabulary side of a translation run.
 struct TranslationData {
@@ -62,7 +49,20 @@ struct TranslatorBundle {
 TranslatorBundle build_translator(const config::Config& config, const TranslationData& data,
                                   parallel::ParallelGrid* grid = nullptr);
 
+// The Translator options model.translator describes, for vocabularies of the given sizes.
+translator::TranslatorOptions translator_options(const config::Config& config, int64_t src_vocab,
+                                                 int64_t tgt_vocab, int64_t pad_id);
+
 // Decoding options from config.eval, with `beam` overriding eval.beam when > 0.
 translator::DecodeOptions decode_options(const config::Config& config, const TranslationData& data, int beam);
+
+// The "translator" TaskKind: model.translator's checks (d_model % num_heads, dropouts in [0, 1), a known
+// activation, max_positions >= data.max_length, parallel.tp dividing num_heads and d_ff), its shape fields
+// (d_model, num_heads, encoder_layers, decoder_layers, d_ff, pre_norm, share_embeddings, tie_output; not
+// dropouts, activation or max_positions, which sizes a buffer that is rebuilt) and open_translator_task.
+extern const TaskKind kTranslatorKind;
+
+// The training Task of a translation config: opens the dataset and checks that both splits exist.
+std::unique_ptr<Task> open_translator_task(const config::Config& config);
 
 }  // namespace px
