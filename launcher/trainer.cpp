@@ -150,7 +150,6 @@ class Trainer {
     layout_.specs = parallel::collect_shard_specs(model_);
     layout_.writer = leader_;
     layout_.world_size = grid_.world().size();
-    layout_.zero = zero_;
     if (grid_.dp_size() > 1 && zero_ == nullptr) {
       parallel::GradBucketerOptions bucket_options;
       bucket_options.bucket_bytes = static_cast<int64_t>(config_.parallel().bucket_mb() * 1024 * 1024);
@@ -175,7 +174,6 @@ class Trainer {
     if (latest) {
       const uint64_t own_seed = sharded != nullptr ? sharded->seed() : 0;
       load_checkpoint(*latest, model_, optimizer_.get(), &state_, layout_);
-      if (zero_ != nullptr) zero_->reload_slices();
       if (sharded != nullptr) sharded->set_state(own_seed, sharded->offset());
       LOG(INFO) << "resumed from " << *latest << " at step " << state_.step;
       say("resuming from %s (step %lld)\n", latest->c_str(), static_cast<long long>(state_.step));
