@@ -37,9 +37,9 @@ struct ShardLayout {
 };
 
 // Saves `model`'s state dict, `optimizer`'s full state (Optimizer::gather_full_state: step and tensors per model
-// parameter, named as in the model) and `state` as <run_dir>/checkpoints/step_<state.step>/, then points <run_dir>/checkpoints/latest
-// at it (a text file holding "step_<N>", replaced by rename) and deletes all but the newest keep_last
-// step_* directories (keep_last 0: none). `config_text` is stored in the manifest. Returns the directory.
+// parameter, named as in the model) and `state` as <run_dir>/checkpoints/step_<state.step>/, then points
+// <run_dir>/checkpoints/latest at it (a text file holding "step_<N>", replaced by rename) and deletes all but the
+// newest keep_last step_* directories (keep_last 0: none). `config_text` is stored in the manifest. Returns the directory.
 // A failure (disk full, permissions) is a CheckpointError and leaves the previous checkpoints intact.
 // Ranks that are not the layout's writer only take part in the gathers (the tp shards and the optimizer's own, e.g.
 // ZeroAdamW's over dp: every rank of the run calls it) and return the directory name.

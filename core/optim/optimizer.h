@@ -71,7 +71,8 @@ class Optimizer {
   virtual std::vector<FullParamState> gather_full_state() const;
   // Replaces the whole state: each entry's param must be one of model_params() (at most once) with tensors shaped
   // like it (on any device, of any dtype: copied into the parameter's); parameters without an entry get none, as
-  // before their first update. Call after the model's parameters were loaded (ZeroAdamW re-reads its master weights from them).
+  // before their first update. Call after the model's parameters were loaded (ZeroAdamW re-reads its master weights
+  // from them).
   virtual void load_full_state(const std::vector<FullParamState>& states);
 
   // CPU f32/f64 parameters update in one fused host loop (the default); false forces the device-generic

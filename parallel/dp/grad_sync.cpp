@@ -23,24 +23,25 @@ std::string printf_string(const char* pattern, Args... args) {
 
 double mib(int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
 
+// What every strategy keeps of the model: its named parameters and how they are sharded over tp (for clipping).
+struct ModelParams {
+  std::vector<std::pair<std::string, Tensor>> named;
+  std::map<std::string, ShardSpec> specs;
+  ProcessGroup* tp;
+};
+
 // Every rank holds the full gradients (summed over dp by a GradBucketer when dp > 1) and runs AdamW on the whole model.
 class ReplicatedGradSync final : public GradSync {
  public:
-  ReplicatedGradSync(const std::vector<std::pair<std::string, Tensor>>& named_params,
-                     const std::map<std::string, ShardSpec>& specs, ProcessGroup& tp, ProcessGroup& dp,
-                     GradSyncOptions options)
-      : named_params_(named_params),
-        specs_(specs),
-        tp_(&tp),
-        dp_size_(dp.size()),
-        optimizer_(std::move(options.groups), options.adamw) {
+  ReplicatedGradSync(ModelParams model, ProcessGroup& dp, GradSyncOptions options)
+      : model_(std::move(model)), dp_size_(dp.size()), optimizer_(std::move(options.groups), options.adamw) {
     if (dp.size() == 1) return;
     GradBucketerOptions bucket_options;
     bucket_options.bucket_bytes = options.bucket_bytes;
     bucket_options.op = ReduceOp::sum;  // the loss is already divided by the global normaliser
     bucket_options.overlap = options.overlap;
     std::vector<Tensor> params;
-    for (const auto& [name, p] : named_params) params.push_back(p);
+    for (const auto& [name, p] : model_.named) params.push_back(p);
     bucketer_ = std::make_unique<GradBucketer>(params, dp, bucket_options);
     bucket_bytes_ = options.bucket_bytes;
     overlap_ = options.overlap;
@@ -53,7 +54,7 @@ class ReplicatedGradSync final : public GradSync {
   void after_backward() override {
     if (bucketer_) bucketer_->finish();
   }
-  double clip(double max_norm) override { return clip_grad_norm(named_params_, specs_, *tp_, max_norm); }
+  double clip(double max_norm) override { return clip_grad_norm(model_.named, model_.specs, *model_.tp, max_norm); }
   void step() override { optimizer_.step(); }
   void zero_grad() override { optimizer_.zero_grad(); }
   optim::Optimizer& optimizer() override { return optimizer_; }
@@ -64,9 +65,7 @@ class ReplicatedGradSync final : public GradSync {
   }
 
  private:
-  std::vector<std::pair<std::string, Tensor>> named_params_;
-  std::map<std::string, ShardSpec> specs_;
-  ProcessGroup* tp_;
+  ModelParams model_;
   int dp_size_;
   optim::AdamW optimizer_;
   std::unique_ptr<GradBucketer> bucketer_;  // dp > 1
@@ -77,23 +76,18 @@ class ReplicatedGradSync final : public GradSync {
 // ZeRO-1: gradients reduce-scattered into ZeroAdamW's slices, which it updates and all-gathers into the model.
 class ZeroGradSync final : public GradSync {
  public:
-  ZeroGradSync(const std::vector<std::pair<std::string, Tensor>>& named_params,
-               const std::map<std::string, ShardSpec>& specs, ProcessGroup& tp, ProcessGroup& dp,
-               GradSyncOptions options)
-      : named_params_(named_params),
-        specs_(specs),
-        tp_(&tp),
-        optimizer_(named_params, std::move(options.groups), options.adamw, dp) {}
+  ZeroGradSync(ModelParams model, ProcessGroup& dp, GradSyncOptions options)
+      : model_(std::move(model)), optimizer_(model_.named, std::move(options.groups), options.adamw, dp) {}
 
   // Gradients accumulate locally in the model's parameters until after_backward().
   void begin_micro_batch(int, int) override {}
   void after_backward() override { optimizer_.reduce_gradients(); }
-  double clip(double max_norm) override { return optimizer_.clip_grad_norm(specs_, *tp_, max_norm); }
+  double clip(double max_norm) override { return optimizer_.clip_grad_norm(model_.specs, *model_.tp, max_norm); }
   void step() override { optimizer_.step_and_gather(); }
   void zero_grad() override {
     optimizer_.zero_grad();  // the slices'
     NoGradGuard no_grad;
-    for (const auto& [name, p] : named_params_) p.set_grad(Tensor());
+    for (const auto& [name, p] : model_.named) p.set_grad(Tensor());
   }
   optim::Optimizer& optimizer() override { return optimizer_; }
   std::string description() const override {
@@ -102,9 +96,7 @@ class ZeroGradSync final : public GradSync {
   }
 
  private:
-  std::vector<std::pair<std::string, Tensor>> named_params_;
-  std::map<std::string, ShardSpec> specs_;
-  ProcessGroup* tp_;
+  ModelParams model_;
   ZeroAdamW optimizer_;
 };
 
@@ -114,9 +106,10 @@ std::unique_ptr<GradSync> make_grad_sync(const std::vector<std::pair<std::string
                                          const std::map<std::string, ShardSpec>& specs, ProcessGroup& tp,
                                          ProcessGroup& dp, GradSyncOptions options) {
   CHECK(!options.groups.empty()) << "make_grad_sync over " << dp.describe() << ": no parameter group";
+  ModelParams model{named_params, specs, &tp};
   if (options.shard_state && dp.size() > 1)
-    return std::make_unique<ZeroGradSync>(named_params, specs, tp, dp, std::move(options));
-  return std::make_unique<ReplicatedGradSync>(named_params, specs, tp, dp, std::move(options));
+    return std::make_unique<ZeroGradSync>(std::move(model), dp, std::move(options));
+  return std::make_unique<ReplicatedGradSync>(std::move(model), dp, std::move(options));
 }
 
 }  // namespace px::parallel

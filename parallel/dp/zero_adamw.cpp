@@ -339,7 +339,8 @@ void ZeroAdamW::load_full_state(const std::vector<optim::FullParamState>& states
 
 int64_t ZeroAdamW::state_bytes() const {
   int64_t bytes = 0;
-  for (const Slices::Flat& f : slices_->flats) bytes += 3 * f.total * static_cast<int64_t>(dtype_size(f.master.dtype()));
+  for (const Slices::Flat& f : slices_->flats)
+    bytes += 3 * f.total * static_cast<int64_t>(dtype_size(f.master.dtype()));
   return bytes;
 }
 

@@ -3,20 +3,17 @@
 // schedules and clipping active: the same norms, updates and optimizer state (in the model's terms).
 #include <gtest/gtest.h>
 
-#include <cmath>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "core/nn/layer_norm.h"
-#include "core/nn/linear.h"
 #include "core/ops/ops.h"
 #include "core/optim/adamw.h"
 #include "parallel/dp/grad_sync.h"
 #include "parallel/grid.h"
 #include "tests/common/compare.h"
 #include "tests/common/mpi_test_main.h"
+#include "tests/parallel/small_mlp.h"
 
 namespace px::test {
 namespace {
@@ -25,77 +22,36 @@ using parallel::GradSync;
 using parallel::GradSyncOptions;
 using parallel::ParallelGrid;
 
-constexpr int64_t kIn = 5, kHidden = 7, kOut = 2;
 constexpr int64_t kRowsPerRank = 2;  // of each micro-batch
 constexpr int kMicroBatches = 2, kSteps = 6;
 constexpr uint64_t kInitSeed = 31, kDataSeed = 32;
-constexpr double kLr = 1e-2, kWeightDecay = 1e-2, kMaxNorm = 0.05;
+constexpr double kLr = 1e-2, kWeightDecay = 1e-2, kHeadLr = 3e-3, kMaxNorm = 0.05;
 // f64 with the same weights and data: dp = N only reorders sums (partial batch sums, the all-reduce or
 // reduce-scatter, the squared norm per slice), a few ulps; a lost or doubled rank's share is an O(1) error.
 constexpr double kRtol = 1e-10, kAtol = 1e-13;
 
-// x -> head(gelu(fc2(norm(fc1(x))))); numels 35, 7, 7, 7, 49, 7, 14, 2: mostly not divisible by dp.
-class Net : public nn::Module {
- public:
-  Net() : Module("Net") {
-    Generator gen(kInitSeed);
-    fc1_ = register_module("fc1", std::make_shared<nn::Linear>(kIn, kHidden, gen, true, DType::f64));
-    norm_ = register_module("norm", std::make_shared<nn::LayerNorm>(kHidden, 1e-5, true, DType::f64));
-    fc2_ = register_module("fc2", std::make_shared<nn::Linear>(kHidden, kHidden, gen, true, DType::f64));
-    head_ = register_module("head", std::make_shared<nn::Linear>(kHidden, kOut, gen, true, DType::f64));
-  }
-  // x (n, kIn) -> (n, kOut)
-  Tensor forward(const Tensor& x) const {
-    return head_->forward(gelu(fc2_->forward(norm_->forward(fc1_->forward(x)))));
-  }
+double lr_of(int step, size_t group) { return (group == 0 ? kLr : kHeadLr) * (1.0 - 0.08 * step); }
 
- private:
-  std::shared_ptr<nn::Linear> fc1_, fc2_, head_;
-  std::shared_ptr<nn::LayerNorm> norm_;
-};
-
-// fc1 and norm in a "body" group; fc2 and head in a "head" group with another lr and no weight decay.
-std::vector<optim::ParamGroup> body_and_head(const Net& net) {
-  optim::ParamGroup body{{}, kLr, kWeightDecay, "body"}, head{{}, 0.3 * kLr, 0.0, "head"};
-  for (const auto& [name, p] : net.named_parameters())
-    (name.rfind("fc1.", 0) == 0 || name.rfind("norm.", 0) == 0 ? body : head).params.push_back(p);
-  return {body, head};
-}
-double lr_of(int step, size_t group) { return (group == 0 ? kLr : 0.3 * kLr) * (1.0 - 0.08 * step); }
-
-std::unique_ptr<GradSync> make_sync(const Net& net, ParallelGrid& grid, bool shard_state) {
+std::unique_ptr<GradSync> make_sync(const SmallMlp& net, ParallelGrid& grid, bool shard_state) {
   GradSyncOptions options;
   options.shard_state = shard_state;
   options.bucket_bytes = 256;  // several buckets
-  options.groups = body_and_head(net);
+  options.groups = body_and_head(net, kLr, kWeightDecay, kHeadLr);
   return parallel::make_grad_sync(net.named_parameters(), {}, grid.tp(), grid.dp(), std::move(options));
 }
 
-// Step `step`'s global batch: kMicroBatches micro-batches of kRowsPerRank * dp rows.
-struct Batch {
-  Tensor x;       // (rows, kIn) f64
-  Tensor target;  // (rows, kOut) f64
-};
-Batch global_batch(int step, int64_t rows) {
-  Generator gen(kDataSeed + static_cast<uint64_t>(step));
-  return Batch{randn({rows, kIn}, gen, DType::f64), randn({rows, kOut}, gen, DType::f64)};
-}
-
-// Rows [start, start + count) of t (n, ...).
-Tensor rows(const Tensor& t, int64_t start, int64_t count) { return contiguous(narrow(t, 0, start, count)); }
-
 // One step of `sync` on this dp rank's rows of every micro-batch (all of them at dp = 1); returns the clipping norm.
 // The loss is the squared error summed over the step's rows, divided by their number.
-double train_step(GradSync& sync, const Net& net, ParallelGrid& grid, int step, int world_dp) {
+double train_step(GradSync& sync, const SmallMlp& net, ParallelGrid& grid, int step, int world_dp) {
   const int64_t micro_rows = kRowsPerRank * world_dp, total_rows = micro_rows * kMicroBatches;
-  const Batch batch = global_batch(step, total_rows);
+  const MlpBatch batch = mlp_batch(total_rows, kDataSeed + static_cast<uint64_t>(step));
   const int64_t per = micro_rows / grid.dp_size();
   for (size_t g = 0; g < sync.optimizer().num_groups(); ++g) sync.optimizer().set_lr(lr_of(step, g), g);
   for (int k = 0; k < kMicroBatches; ++k) {
     sync.begin_micro_batch(k, kMicroBatches);
     const int64_t start = k * micro_rows + grid.dp_rank() * per;
-    const Tensor diff = net.forward(rows(batch.x, start, per)) - rows(batch.target, start, per);
-    backward(sum(diff * diff) * (1.0 / static_cast<double>(total_rows)));
+    backward(squared_error(net, rows(batch.x, start, per), rows(batch.target, start, per),
+                           static_cast<double>(total_rows)));
   }
   sync.after_backward();
   const double norm = sync.clip(kMaxNorm);
@@ -111,7 +67,7 @@ TEST_P(GradSyncStrategies, EqualNoSyncOnOneRank) {
   const bool shard_state = GetParam();
   ParallelGrid grid(world().group(), /*tp=*/1);
   auto single = ParallelGrid::single();
-  Net reference_net, net;
+  SmallMlp reference_net(kInitSeed), net(kInitSeed);
   const std::unique_ptr<GradSync> reference = make_sync(reference_net, *single, shard_state);
   const std::unique_ptr<GradSync> sync = make_sync(net, grid, shard_state);
   const std::string dp = "dp " + std::to_string(grid.dp_size());

@@ -13,8 +13,6 @@
 #include <vector>
 
 #include "core/autograd/grad_mode.h"
-#include "core/nn/layer_norm.h"
-#include "core/nn/linear.h"
 #include "core/ops/ops.h"
 #include "core/optim/adamw.h"
 #include "core/optim/clip_grad_norm.h"
@@ -23,6 +21,7 @@
 #include "parallel/grid.h"
 #include "tests/common/compare.h"
 #include "tests/common/mpi_test_main.h"
+#include "tests/parallel/small_mlp.h"
 #include "tests/parallel/small_translator.h"
 
 namespace px::test {
@@ -32,7 +31,6 @@ using parallel::ParallelGrid;
 using parallel::ZeroAdamW;
 
 constexpr int64_t kLocal = 3;  // rows per dp rank; the global batch has kLocal * dp rows
-constexpr int64_t kIn = 5, kHidden = 7, kWide = 8;
 constexpr uint64_t kInitSeed = 21, kDataSeed = 22, kGradSeed = 23;
 constexpr double kLr = 1e-2, kWeightDecay = 1e-2;
 
@@ -40,48 +38,6 @@ constexpr double kLr = 1e-2, kWeightDecay = 1e-2;
 // the squared norm summed per slice, then over ranks), a few ulps, while a lost, doubled or misplaced element of a
 // slice is an O(1) error. AdamW divides by sqrt(v) ~ |g|, which keeps those ulps relative, far below 1e-10.
 constexpr double kRtol = 1e-10, kAtol = 1e-13;
-
-// x -> head(gelu(fc2(norm(fc1(x))))). Numels: fc1.weight 35, fc1.bias 7, norm.* 7, fc2.weight 56, fc2.bias 8,
-// head.weight 8, head.bias 1: not divisible by 2 or 4 (35, 7), divisible (56, 8), and smaller than dp (1).
-class Net : public nn::Module {
- public:
-  Net() : Module("Net") {
-    Generator gen(kInitSeed);
-    fc1_ = register_module("fc1", std::make_shared<nn::Linear>(kIn, kHidden, gen, true, DType::f64));
-    norm_ = register_module("norm", std::make_shared<nn::LayerNorm>(kHidden, 1e-5, true, DType::f64));
-    fc2_ = register_module("fc2", std::make_shared<nn::Linear>(kHidden, kWide, gen, true, DType::f64));
-    head_ = register_module("head", std::make_shared<nn::Linear>(kWide, 1, gen, true, DType::f64));
-  }
-  // x (n, kIn) -> (n, 1)
-  Tensor forward(const Tensor& x) const {
-    return head_->forward(gelu(fc2_->forward(norm_->forward(fc1_->forward(x)))));
-  }
-
- private:
-  std::shared_ptr<nn::Linear> fc1_, fc2_, head_;
-  std::shared_ptr<nn::LayerNorm> norm_;
-};
-
-struct Batch {
-  Tensor x;       // (n, kIn) f64
-  Tensor target;  // (n, 1) f64
-};
-Batch global_batch(int64_t n, uint64_t seed) {
-  Generator gen(seed);
-  Batch b;
-  b.x = randn({n, kIn}, gen, DType::f64);
-  b.target = randn({n, 1}, gen, DType::f64);
-  return b;
-}
-
-// Rows [start, start + count) of t (n, ...).
-Tensor rows(const Tensor& t, int64_t start, int64_t count) { return contiguous(narrow(t, 0, start, count)); }
-
-// sum over the rows of (net(x) - target)^2 / divisor. x (n, kIn), target (n, 1) -> 0-d
-Tensor squared_error(const Net& net, const Tensor& x, const Tensor& target, double divisor) {
-  const Tensor diff = net.forward(x) - target;
-  return sum(diff * diff) * (1.0 / divisor);
-}
 
 double all_reduce_sum(parallel::ProcessGroup& group, double value) {
   const Tensor t = full({1}, value, DType::f64);
@@ -147,7 +103,7 @@ void expect_state_matches(ZeroAdamW& zero, const std::vector<std::pair<std::stri
 TEST(ZeroAdamW, ReduceScatterAndClipSumEveryRanksGradient) {
   ParallelGrid grid(world().group(), /*tp=*/1);
   const int rank = grid.dp_rank(), size = grid.dp_size();
-  Net net;
+  SmallMlp net(kInitSeed);
   const auto named = net.named_parameters();
   ZeroAdamW zero(named, kLr, kWeightDecay, optim::AdamWOptions{}, grid.dp());
   // Rank r's gradient of parameter i is drawn from its own stream; rank 0 has none for norm.bias (zeros).
@@ -199,8 +155,8 @@ using LrSchedule = std::function<double(int step, size_t group)>;
 
 // Ten clipped steps, both optimizers given lr(step, group) for every group: the reference over the global batch,
 // `zero` over this rank's rows. Losses and norms agree at every step, parameters and optimizer state at the end.
-void expect_ten_clipped_steps_match(Net& reference, optim::AdamW& reference_opt, Net& net, ZeroAdamW& zero,
-                                    ParallelGrid& grid, const LrSchedule& lr) {
+void expect_ten_clipped_steps_match(SmallMlp& reference, optim::AdamW& reference_opt, SmallMlp& net,
+                                    ZeroAdamW& zero, ParallelGrid& grid, const LrSchedule& lr) {
   const int rank = grid.dp_rank(), size = grid.dp_size();
   const int64_t global = kLocal * size;
   constexpr double kMaxNorm = 0.05;  // below every step's gradient norm (checked): clipping is active
@@ -210,7 +166,7 @@ void expect_ten_clipped_steps_match(Net& reference, optim::AdamW& reference_opt,
       reference_opt.set_lr(lr(step, g), g);
       zero.set_lr(lr(step, g), g);
     }
-    const Batch batch = global_batch(global, kDataSeed + step);
+    const MlpBatch batch = mlp_batch(global, kDataSeed + step);
 
     reference_opt.zero_grad();
     const Tensor reference_loss = squared_error(reference, batch.x, batch.target, global);
@@ -240,28 +196,21 @@ void expect_ten_clipped_steps_match(Net& reference, optim::AdamW& reference_opt,
 
 TEST(ZeroAdamW, TenClippedStepsWithLrScheduleEqualFullBatchAdamW) {
   ParallelGrid grid(world().group(), /*tp=*/1);
-  Net reference, net;
+  SmallMlp reference(kInitSeed), net(kInitSeed);
   optim::AdamW reference_opt(reference.parameters(), kLr, kWeightDecay);
   ZeroAdamW zero(net.named_parameters(), kLr, kWeightDecay, optim::AdamWOptions{}, grid.dp());
   expect_ten_clipped_steps_match(reference, reference_opt, net, zero, grid,
                                  [](int step, size_t) { return kLr * (1.0 - 0.09 * step); });
 }
 
-// fc1 and norm in a "body" group, fc2 and head in a "head" group with another lr and no weight decay.
-std::vector<optim::ParamGroup> body_and_head(const Net& net) {
-  optim::ParamGroup body{{}, kLr, kWeightDecay, "body"}, head{{}, 0.3 * kLr, 0.0, "head"};
-  for (const auto& [name, p] : net.named_parameters())
-    (name.rfind("fc1.", 0) == 0 || name.rfind("norm.", 0) == 0 ? body : head).params.push_back(p);
-  return {body, head};
-}
-
 // Two parameter groups with their own lr schedules and weight decays: ZeroAdamW over dp equals AdamW over the same
 // groups in one process.
 TEST(ZeroAdamW, TwoParamGroupsEqualAdamWWithTheSameGroups) {
   ParallelGrid grid(world().group(), /*tp=*/1);
-  Net reference, net;
-  optim::AdamW reference_opt(body_and_head(reference));
-  ZeroAdamW zero(net.named_parameters(), body_and_head(net), optim::AdamWOptions{}, grid.dp());
+  SmallMlp reference(kInitSeed), net(kInitSeed);
+  optim::AdamW reference_opt(body_and_head(reference, kLr, kWeightDecay, 0.3 * kLr));
+  ZeroAdamW zero(net.named_parameters(), body_and_head(net, kLr, kWeightDecay, 0.3 * kLr), optim::AdamWOptions{},
+                 grid.dp());
   ASSERT_EQ(zero.num_groups(), 2u);
   EXPECT_EQ(zero.group(1).name, "head");
   EXPECT_EQ(zero.group(1).weight_decay, 0.0);
@@ -396,7 +345,7 @@ TEST(ZeroAdamW, MixedDtypesKeepF32MastersOfHalfParameters) {
 
 TEST(ZeroAdamW, LoadFullStateReadsTheModel) {
   ParallelGrid grid(world().group(), /*tp=*/1);
-  Net net;
+  SmallMlp net(kInitSeed);
   const auto named = net.named_parameters();
   ZeroAdamW zero(named, kLr, kWeightDecay, optim::AdamWOptions{}, grid.dp());
   // New values written into the model from outside (as a checkpoint load does).
@@ -423,7 +372,7 @@ TEST(ZeroAdamW, LoadFullStateReadsTheModel) {
 TEST(ZeroAdamW, StateIsThreeSlicesPerRank) {
   ParallelGrid grid(world().group(), /*tp=*/1);
   const int64_t dp = grid.dp_size();
-  Net net;
+  SmallMlp net(kInitSeed);
   const auto named = net.named_parameters();
   ZeroAdamW zero(named, kLr, kWeightDecay, optim::AdamWOptions{}, grid.dp());
   int64_t numel = 0, chunks = 0;
