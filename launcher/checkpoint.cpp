@@ -26,7 +26,6 @@
 #include "core/util/check.h"
 #include "core/util/error.h"
 #include "data/hdf5_file.h"
-#include "parallel/dp/zero_adamw.h"
 #include "parallel/tp/shard_spec.h"
 
 namespace px {
@@ -255,11 +254,6 @@ std::optional<parallel::ShardSpec> sharded_spec(const std::vector<std::pair<std:
   return it->second;
 }
 
-// The model parameter behind an optimizer parameter: itself, or under ZeRO-1 the parameter its dp slice is of.
-Tensor model_param(const Tensor& opt_param, const ShardLayout& layout) {
-  return layout.zero ? layout.zero->slice_of(opt_param).param : opt_param;
-}
-
 // Everything a checkpoint stores, as full (tp = 1) tensors.
 struct FullState {
   std::vector<std::pair<std::string, Tensor>> model;  // state-dict key -> tensor
@@ -279,7 +273,8 @@ struct FullState {
   }
 };
 
-// Collective over layout.tp: gathers every sharded tensor, in the same order on every rank.
+// Collective over layout.tp (and whatever the optimizer's full state needs, e.g. dp under ZeRO-1): gathers every
+// sharded tensor, in the same order on every rank.
 FullState gather_full_state(const nn::Module& model, const optim::Optimizer& optimizer, const ShardLayout& layout) {
   const std::vector<std::pair<std::string, Tensor>> named = model.named_parameters();
   auto full = [&](const Tensor& t, const Tensor& param) {
@@ -288,20 +283,16 @@ FullState gather_full_state(const nn::Module& model, const optim::Optimizer& opt
   };
   FullState state;
   for (const auto& [key, t] : model.state_dict()) state.model.emplace_back(key, full(t, t));
-  for (const Tensor& opt_param : optimizer.params()) {
-    const optim::ParamState* param_state = optimizer.state(opt_param);
-    if (param_state == nullptr) continue;
-    const Tensor param = model_param(opt_param, layout);
+  for (const optim::FullParamState& param_state : optimizer.gather_full_state()) {
     FullState::Param saved;
-    saved.name = parameter_name(named, param);
-    CHECK(!saved.name.empty()) << "save_checkpoint: " << optimizer.name() << " parameter " << param.str()
+    saved.name = parameter_name(named, param_state.param);
+    CHECK(!saved.name.empty()) << "save_checkpoint: " << optimizer.name() << " parameter " << param_state.param.str()
                                << " is not a parameter of the " << model.type_name();
-    saved.step = param_state->step;
-    for (const auto& [key, t] : param_state->tensors) {
+    saved.step = param_state.state.step;
+    for (const auto& [key, t] : param_state.state.tensors) {
       CHECK(!key.empty() && key.find('/') == std::string::npos)
           << optimizer.name() << ": state key '" << key << "' must be non-empty without '/'";
-      const Tensor unsliced = layout.zero ? layout.zero->gather_slices(t, layout.zero->slice_of(opt_param)) : t;
-      saved.tensors.emplace_back(key, full(unsliced, param));
+      saved.tensors.emplace_back(key, full(t, param_state.param));
     }
     state.optimizer.push_back(std::move(saved));
   }
@@ -625,12 +616,11 @@ ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Mod
   if (optimizer != nullptr) {
     if (manifest.optimizer() != optimizer->name())
       fail(manifest_path, "optimizer state of " + manifest.optimizer() + ", loading into " + optimizer->name());
-    const std::vector<std::pair<std::string, Tensor>> named = model.named_parameters();
-    for (const Tensor& opt_param : optimizer->params()) {
-      const std::string name = parameter_name(named, model_param(opt_param, layout));
-      CHECK(!name.empty()) << "load_checkpoint: " << optimizer->name() << " parameter " << opt_param.str()
+    for (const Tensor& param : optimizer->model_params()) {
+      const std::string name = parameter_name(named_params, param);
+      CHECK(!name.empty()) << "load_checkpoint: " << optimizer->name() << " parameter " << param.str()
                            << " is not a parameter of the " << model.type_name();
-      param_loads[name].param = opt_param;
+      param_loads[name].param = param;
     }
     std::set<std::string> used;
     for (const ckpt::proto::OptimizerParamState& s : manifest.optimizer_state()) {
@@ -643,7 +633,7 @@ ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Mod
         const ckpt::proto::TensorEntry* e = wanted.at(name);  // check_manifest: listed
         used.insert(name);
         const Shape shape(e->shape().begin(), e->shape().end());
-        const Tensor param = model_param(it->second.param, layout);
+        const Tensor& param = it->second.param;
         if (shape != full_shape(param, param)) {
           fail(manifest_path,
                name + ": shape " + shape_str(shape) + ", the parameter has " + shape_str(full_shape(param, param)));
@@ -673,21 +663,17 @@ ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Mod
   nn::StateDict model_state;
   for (const auto& [key, t] : expected) model_state.emplace(key, local_part(tensors.at(model_entry(key)), t));
   model.load_state_dict(model_state, /*strict=*/true);
-  for (auto& [name, load] : param_loads) {
-    if (load.saved == nullptr) {  // never updated when saved: no state, as in a fresh optimizer
-      if (optimizer->state(load.param) != nullptr) optimizer->mutable_state(load.param) = optim::ParamState{};
-      continue;
+  if (optimizer != nullptr) {
+    // Parameters never updated when saved have no entry: no state, as in a fresh optimizer.
+    std::vector<optim::FullParamState> restored;
+    for (const auto& [name, load] : param_loads) {
+      if (load.saved == nullptr) continue;
+      optim::FullParamState param_state{load.param, optim::ParamState{load.saved->step(), {}}};
+      for (const std::string& key : load.saved->keys())
+        param_state.state.tensors.emplace(key, local_part(tensors.at(optim_entry(key, name)), load.param));
+      restored.push_back(std::move(param_state));
     }
-    optim::ParamState restored;
-    restored.step = load.saved->step();
-    for (const std::string& key : load.saved->keys()) {
-      const Tensor param = model_param(load.param, layout);
-      Tensor host = local_part(tensors.at(optim_entry(key, name)), param);
-      if (layout.zero) host = layout.zero->local_slice(host, layout.zero->slice_of(load.param));
-      NoGradGuard no_grad;
-      restored.tensors.emplace(key, load.param.device().is_cpu() ? host : to_device(host, load.param.device()));
-    }
-    optimizer->mutable_state(load.param) = std::move(restored);
+    optimizer->load_full_state(restored);
   }
   if (state != nullptr) {
     state->step = manifest.step();

@@ -15,10 +15,6 @@
 #include "launcher/checkpoint.pb.h"
 #include "parallel/tp/shard_spec.h"
 
-namespace px::parallel {
-class ZeroAdamW;
-}
-
 namespace px {
 
 // Everything a run needs to continue exactly where it stopped.
@@ -38,17 +34,15 @@ struct ShardLayout {
   std::map<std::string, parallel::ShardSpec> specs;  // by parameter name (collect_shard_specs); absent: replicated
   bool writer = true;  // this rank writes the files; every rank of `tp` must call save_checkpoint (the gathers)
   int world_size = 1;  // recorded in the manifest
-  // With ZeRO-1 the optimizer is this ZeroAdamW, whose params() are dp slices of the model's parameters: their
-  // state is gathered over dp into full tensors on save, and each rank keeps its slice on load.
-  const parallel::ZeroAdamW* zero = nullptr;
 };
 
-// Saves `model`'s state dict, `optimizer`'s per-parameter state (step, tensors; parameters named as in the
-// model) and `state` as <run_dir>/checkpoints/step_<state.step>/, then points <run_dir>/checkpoints/latest
-// at it (a text file holding "step_<N>", replaced by rename) and deletes all but the newest keep_last
-// step_* directories (keep_last 0: none). `config_text` is stored in the manifest. Returns the directory.
+// Saves `model`'s state dict, `optimizer`'s full state (Optimizer::gather_full_state: step and tensors per model
+// parameter, named as in the model) and `state` as <run_dir>/checkpoints/step_<state.step>/, then points
+// <run_dir>/checkpoints/latest at it (a text file holding "step_<N>", replaced by rename) and deletes all but the
+// newest keep_last step_* directories (keep_last 0: none). `config_text` is stored in the manifest. Returns the directory.
 // A failure (disk full, permissions) is a CheckpointError and leaves the previous checkpoints intact.
-// Ranks that are not the layout's writer only take part in the gathers and return the directory name.
+// Ranks that are not the layout's writer only take part in the gathers (the tp shards and the optimizer's own, e.g.
+// ZeroAdamW's over dp: every rank of the run calls it) and return the directory name.
 std::string save_checkpoint(const std::string& run_dir, const nn::Module& model, const optim::Optimizer& optimizer,
                             const TrainState& state, const std::string& config_text, int keep_last,
                             const ShardLayout& layout = {});
@@ -63,7 +57,7 @@ ckpt::proto::Manifest read_manifest(const std::string& checkpoint_dir);
 // `optimizer` (may be null: eval/translate) and `state` (may be null; its rngs are restored by name).
 // Checksums are verified; any mismatch, missing or extra tensor is a CheckpointError naming it, and nothing
 // is modified unless everything checks out. Sharded tensors (layout) are checked against their full shapes and
-// this rank's slice is kept.
+// this rank's slice is kept; the optimizer gets the full tensors through Optimizer::load_full_state.
 ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Module& model,
                                       optim::Optimizer* optimizer, TrainState* state, const ShardLayout& layout = {});
 

@@ -27,9 +27,7 @@
 #include "launcher/run_dir.h"
 #include "launcher/task.h"
 #include "parallel/comm/world.h"
-#include "parallel/dp/grad_bucketer.h"
-#include "parallel/dp/zero_adamw.h"
-#include "parallel/grad_clip.h"
+#include "parallel/dp/grad_sync.h"
 #include "parallel/grid.h"
 #include "parallel/tp/shard_spec.h"
 
@@ -155,12 +153,11 @@ class Trainer {
         schedule_(make_schedule(config_)) {
     task_.build_model(grid_);
     if (leader_) metrics_ = std::make_unique<MetricsWriter>(run_.metrics());
-    build_optimizer();
     layout_.tp = &grid_.tp();
     layout_.specs = parallel::collect_shard_specs(task_.model());
     layout_.writer = leader_;
     layout_.world_size = grid_.world().size();
-    layout_.zero = zero_;
+    build_grad_sync();
     state_.cursor = data::DataCursor{config_.train().seed(), 0, 0, 0};
     if (const auto latest = latest_checkpoint(run_.root)) {
       resume_from(*latest);
@@ -250,31 +247,19 @@ class Trainer {
     }
   }
 
-  // AdamW over the task's parameter groups, its state sharded over dp (ZeRO-1) with optimizer.shard_state; a
-  // GradBucketer all-reduces the gradients of an unsharded optimizer at dp > 1.
-  void build_optimizer() {
+  // AdamW over the task's parameter groups behind the dp gradient sync: none at dp = 1, ZeRO-1 with
+  // optimizer.shard_state, else the bucketed all-reduce.
+  void build_grad_sync() {
     const auto& o = config_.optimizer();
-    const optim::AdamWOptions adamw_options{o.beta1(), o.beta2(), o.eps()};
-    std::vector<optim::ParamGroup> groups = task_.param_groups();
-    if (o.shard_state() && grid_.dp_size() > 1) {
-      CHECK_EQ(groups.size(), 1u) << "ZeroAdamW: one parameter group";
-      auto zero = std::make_unique<parallel::ZeroAdamW>(task_.model().named_parameters(), groups[0].lr,
-                                                        groups[0].weight_decay, adamw_options, grid_.dp());
-      zero_ = zero.get();
-      optimizer_ = std::move(zero);
-      say("optimizer state: %.1f MiB per rank (ZeRO-1 over dp %d; %.1f MiB unsharded)\n",
-          static_cast<double>(zero_->state_bytes()) / (1 << 20), grid_.dp_size(),
-          static_cast<double>(zero_->unsharded_state_bytes()) / (1 << 20));
-      return;
-    }
-    optimizer_ = std::make_unique<optim::AdamW>(std::move(groups), adamw_options);
-    if (grid_.dp_size() > 1) {
-      parallel::GradBucketerOptions bucket_options;
-      bucket_options.bucket_bytes = static_cast<int64_t>(config_.parallel().bucket_mb() * 1024 * 1024);
-      bucket_options.op = parallel::ReduceOp::sum;  // each rank's loss is already divided by the global normaliser
-      bucket_options.overlap = config_.parallel().overlap();
-      bucketer_ = std::make_unique<parallel::GradBucketer>(task_.model().parameters(), grid_.dp(), bucket_options);
-    }
+    parallel::GradSyncOptions options;
+    options.shard_state = o.shard_state();
+    options.bucket_bytes = static_cast<int64_t>(config_.parallel().bucket_mb() * 1024 * 1024);
+    options.overlap = config_.parallel().overlap();
+    options.adamw = optim::AdamWOptions{o.beta1(), o.beta2(), o.eps()};
+    options.groups = task_.param_groups();
+    grad_sync_ = parallel::make_grad_sync(task_.model().named_parameters(), layout_.specs, grid_.tp(), grid_.dp(),
+                                          std::move(options));
+    if (grid_.dp_size() > 1) say("%s\n", grad_sync_->description().c_str());
   }
 
   // Loads `checkpoint` into the model, optimizer and state. A stream with a seed of this rank's own keeps it
@@ -291,8 +276,7 @@ class Trainer {
       own_seeds.push_back(stream.generator->seed());
       if (!stream.rank_own_seed || saved(stream.name)) state_.rngs.emplace_back(stream.name, stream.generator);
     }
-    load_checkpoint(checkpoint, task_.model(), optimizer_.get(), &state_, layout_);
-    if (zero_ != nullptr) zero_->reload_slices();
+    load_checkpoint(checkpoint, task_.model(), &grad_sync_->optimizer(), &state_, layout_);
     state_.rngs.clear();
     for (size_t i = 0; i < streams.size(); ++i) {
       Generator& gen = *streams[i].generator;
@@ -329,55 +313,32 @@ class Trainer {
 
   // Forward and backward of every micro-batch, the dp gradient sync, clipping and (finite only) the update.
   StepResult train_step(const std::vector<std::unique_ptr<TaskBatch>>& micro) {
-    optim::apply_schedule(*optimizer_, *schedule_, state_.step + 1);
+    optim::apply_schedule(grad_sync_->optimizer(), *schedule_, state_.step + 1);
     StepResult result;
     result.normaliser = task_.normaliser(micro, grid_.dp());
     double local_loss = 0;
     for (size_t k = 0; k < micro.size(); ++k) {
-      // Gradients accumulate locally; the dp all-reduce starts during the last micro-batch's backward.
-      if (bucketer_) bucketer_->set_sync(k + 1 == micro.size());
-      // A rank whose slice of a global batch is empty computes nothing but still joins every collective
-      // (its buckets contribute what it has accumulated, or zeros).
+      grad_sync_->begin_micro_batch(static_cast<int>(k), static_cast<int>(micro.size()));
+      // A rank whose slice of a global batch is empty computes nothing but still joins every collective.
       if (micro[k]->empty()) continue;
       const Tensor loss_sum = task_.loss_sum(*micro[k]);
       backward(loss_sum * (1.0 / result.normaliser));
       local_loss += loss_sum.item();
     }
-    sync_gradients();  // before any other dp collective: the bucket all-reduces may still be in flight
+    grad_sync_->after_backward();  // before any other dp collective: the bucket all-reduces may still be in flight
     result.loss_sum = parallel::all_reduce_value(grid_.dp(), local_loss, parallel::ReduceOp::sum);
-    result.grad_norm = clip_gradients();
+    const double max_norm = config_.optimizer().clip_grad_norm() > 0 ? config_.optimizer().clip_grad_norm()
+                                                                      : std::numeric_limits<double>::infinity();
+    result.grad_norm = grad_sync_->clip(max_norm);
     const double loss_value = result.loss_sum / result.normaliser;
     if (std::isfinite(loss_value) && std::isfinite(result.grad_norm)) {
-      update();
+      grad_sync_->step();
     } else {
       LOG(WARNING) << "step " << state_.step + 1 << ": non-finite loss " << loss_value << " or grad norm "
                    << result.grad_norm << "; update skipped";
     }
-    optimizer_->zero_grad();
-    if (zero_ != nullptr) task_.model().zero_grad();  // the optimizer's own params are the dp slices
+    grad_sync_->zero_grad();
     return result;
-  }
-
-  // Gradients summed over dp (ZeRO: into this rank's slices).
-  void sync_gradients() {
-    if (bucketer_) bucketer_->finish();
-    if (zero_ != nullptr) zero_->reduce_gradients();
-  }
-
-  // Clips the summed gradients to optimizer.clip_grad_norm over every shard; returns the norm before.
-  double clip_gradients() {
-    const double max_norm = config_.optimizer().clip_grad_norm() > 0 ? config_.optimizer().clip_grad_norm()
-                                                                      : std::numeric_limits<double>::infinity();
-    if (zero_ != nullptr) return zero_->clip_grad_norm(layout_.specs, grid_.tp(), max_norm);
-    return parallel::clip_grad_norm(task_.model().named_parameters(), layout_.specs, grid_.tp(), max_norm);
-  }
-
-  void update() {
-    if (zero_ != nullptr) {
-      zero_->step_and_gather();
-    } else {
-      optimizer_->step();
-    }
   }
 
   // The stop requests of every rank: this one's (rank 0 alone judges the clock) or'ed with the others'.
@@ -408,7 +369,7 @@ class Trainer {
     line.step = state_.step;
     line.max_steps = config_.train().max_steps();
     line.loss = w.loss_sum / w.normaliser;
-    line.lr = optimizer_->lr();
+    line.lr = grad_sync_->optimizer().lr();
     line.units_per_s = w.units / w.seconds;
     line.unit = unit.symbol;
     line.step_time_s = w.seconds / w.steps;
@@ -442,7 +403,7 @@ class Trainer {
 
   void checkpoint() {
     if (last_checkpoint_step_ == state_.step) return;
-    const std::string dir = save_checkpoint(run_.root, task_.model(), *optimizer_, state_, config_to_text(config_),
+    const std::string dir = save_checkpoint(run_.root, task_.model(), grad_sync_->optimizer(), state_, config_to_text(config_),
                                             config_.checkpoint().keep_last(), layout_);
     grid_.world().barrier()->wait();  // no rank runs ahead of a checkpoint that is not complete
     last_checkpoint_step_ = state_.step;
@@ -454,12 +415,10 @@ class Trainer {
   Task& task_;
   parallel::ParallelGrid& grid_;
   bool leader_;  // world rank 0: console, metrics, checkpoint files
-  std::unique_ptr<optim::AdamW> optimizer_;
+  std::unique_ptr<parallel::GradSync> grad_sync_;  // owns the optimizer
   std::unique_ptr<optim::LrSchedule> schedule_;
   std::unique_ptr<MetricsWriter> metrics_;  // rank 0 only
   ShardLayout layout_;
-  std::unique_ptr<parallel::GradBucketer> bucketer_;  // dp > 1 without ZeRO
-  parallel::ZeroAdamW* zero_ = nullptr;  // optimizer_ when optimizer.shard_state and dp > 1
   TrainState state_;
   int64_t last_checkpoint_step_ = -1, last_eval_step_ = -1;
 };

@@ -1,5 +1,5 @@
 // Optimizer base: group validation, the step loop (gradients made contiguous, parameters without
-// gradients skipped), lr access per group and the per-parameter state map keyed by the tensor.
+// gradients skipped), lr access per group, the per-parameter state map keyed by the tensor and its full state.
 #include "core/optim/optimizer.h"
 
 #include <set>
@@ -79,6 +79,49 @@ ParamState& Optimizer::mutable_state(const Tensor& param) {
     for (const Tensor& p : g.params) owned = owned || p.impl() == param.impl();
   CHECK(owned) << name_ << ": " << param.str() << " is not a parameter of this optimizer";
   return state_[param.impl()];
+}
+
+void Optimizer::reset_state(const Tensor& param, const ParamState* state) {
+  if (state == nullptr) {
+    state_.erase(param.impl());
+    return;
+  }
+  mutable_state(param) = *state;
+}
+
+std::vector<FullParamState> Optimizer::gather_full_state() const {
+  std::vector<FullParamState> out;
+  for (const Tensor& p : params())
+    if (const ParamState* s = state(p)) out.push_back(FullParamState{p, *s});
+  return out;
+}
+
+void Optimizer::load_full_state(const std::vector<FullParamState>& states) {
+  std::unordered_map<const TensorImpl*, const FullParamState*> by_param;
+  for (const FullParamState& s : states)
+    CHECK(by_param.emplace(s.param.impl(), &s).second)
+        << name_ << "::load_full_state: " << s.param.str() << " has two states";
+  NoGradGuard no_grad;
+  size_t loaded = 0;
+  for (const Tensor& p : params()) {
+    const auto it = by_param.find(p.impl());
+    if (it == by_param.end()) {
+      reset_state(p, nullptr);
+      continue;
+    }
+    ++loaded;
+    ParamState restored{it->second->state.step, {}};
+    for (const auto& [key, t] : it->second->state.tensors) {
+      CHECK(t.shape() == p.shape()) << name_ << "::load_full_state: '" << key << "' " << t.str()
+                                    << " is not shaped like its parameter " << p.str();
+      const Tensor own = Tensor::empty(p.shape(), p.dtype(), p.device());  // never shares the caller's storage
+      copy_(own, t);
+      restored.tensors.emplace(key, own);
+    }
+    reset_state(p, &restored);
+  }
+  CHECK_EQ(loaded, states.size()) << name_ << "::load_full_state: a state of a tensor that is not a parameter of "
+                                  << "this optimizer";
 }
 
 bool Optimizer::use_host_loop(const Tensor& param) const {

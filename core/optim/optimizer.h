@@ -1,5 +1,5 @@
 // Optimizer: the base of SGD and AdamW. Parameter groups with their own lr and weight decay (DETR's
-// backbone lr), per-parameter state kept as Tensors (for checkpoints), step() and zero_grad().
+// backbone lr), per-parameter state kept as Tensors, its full state in the model's terms, step() and zero_grad().
 #pragma once
 
 #include <map>
@@ -25,6 +25,13 @@ struct ParamGroup {
 struct ParamState {
   int64_t step = 0;  // updates applied to this parameter
   std::map<std::string, Tensor> tensors;
+};
+
+// An optimizer's state of one model parameter in the model's terms (what checkpoints store): tensors shaped like
+// `param`, whatever part of it the optimizer itself keeps (ZeroAdamW: a dp slice).
+struct FullParamState {
+  Tensor param;  // the model's parameter
+  ParamState state;
 };
 
 class Optimizer {
@@ -56,6 +63,18 @@ class Optimizer {
   // The state of `param`, created empty if absent (checkpoint loading); CHECK-fails for foreign tensors.
   ParamState& mutable_state(const Tensor& param);
 
+  // The model parameters this optimizer updates, in params() order: params() themselves here; an optimizer over
+  // parts of them (ZeroAdamW) names the parameters the parts are of.
+  virtual std::vector<Tensor> model_params() const { return params(); }
+  // The state of every model parameter that has one, in model_params() order, as full tensors shaped like the
+  // parameter (here the live state tensors themselves, not copies). May be collective (ZeroAdamW over dp).
+  virtual std::vector<FullParamState> gather_full_state() const;
+  // Replaces the whole state: each entry's param must be one of model_params() (at most once) with tensors shaped
+  // like it (on any device, of any dtype: copied into the parameter's); parameters without an entry get none, as
+  // before their first update. Call after the model's parameters were loaded (ZeroAdamW re-reads its master weights
+  // from them).
+  virtual void load_full_state(const std::vector<FullParamState>& states);
+
   // CPU f32/f64 parameters update in one fused host loop (the default); false forces the device-generic
   // path built from in-place and pointwise ops, which is what non-CPU or 16-bit parameters use.
   void set_fused(bool fused) { fused_ = fused; }
@@ -67,6 +86,8 @@ class Optimizer {
   virtual void update(const ParamGroup& group, const Tensor& param, const Tensor& grad, ParamState& state) = 0;
   // Whether the fused host loop applies to `param`.
   bool use_host_loop(const Tensor& param) const;
+  // Sets the state of `param` (one of params()) to `state`, or drops it when null.
+  void reset_state(const Tensor& param, const ParamState* state);
 
  private:
   void check_group(ParamGroup& group, size_t index);

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/autograd/grad_mode.h"
 #include "core/ops/ops.h"
 #include "core/optim/adamw.h"
 #include "core/optim/clip_grad_norm.h"
@@ -236,6 +237,48 @@ TEST(Optimizer, StepSkipsParametersWithoutGradientsAndZeroGradClears) {
   a.set_grad(full({2}, 1.0));
   mom.step();  // buf = 0.5 * 4 + 1 = 3; a = 0 - 3
   EXPECT_EQ(to_vector(a), (std::vector<double>{-3.0, -3.0}));
+}
+
+TEST(Optimizer, FullStateLoadsIntoAFreshOptimizerThatThenContinuesExactly) {
+  // a and b are trained for three steps; c never gets a gradient (no state, no entry).
+  auto make = [] {
+    std::vector<Tensor> params;
+    for (int64_t n : {4, 3, 2}) params.push_back(full({n}, 0.5).set_requires_grad(true));
+    return params;
+  };
+  const std::vector<Tensor> trained = make(), fresh = make();
+  optim::AdamW opt({{{trained[0], trained[1]}, 1e-2, 0.1, "ab"}, {{trained[2]}, 1e-3, 0.0, "c"}});
+  optim::AdamW loaded({{{fresh[0], fresh[1]}, 1e-2, 0.1, "ab"}, {{fresh[2]}, 1e-3, 0.0, "c"}});
+  auto step = [](optim::AdamW& o, const std::vector<Tensor>& params, int k) {
+    for (size_t j = 0; j < 2; ++j) params[j].set_grad(full(params[j].shape(), 0.25 * (k + 1) - 0.3 * j));
+    o.step();
+    o.zero_grad();
+  };
+  for (int k = 0; k < 3; ++k) step(opt, trained, k);
+  step(loaded, fresh, 7);  // stale state the load must replace; c gets some too
+  fresh[2].set_grad(full({2}, 1.0));
+  loaded.step();
+  loaded.zero_grad();
+  EXPECT_EQ(opt.model_params().size(), 3u);
+
+  const std::vector<optim::FullParamState> state = opt.gather_full_state();
+  ASSERT_EQ(state.size(), 2u);  // c has none
+  EXPECT_EQ(state[1].param.impl(), trained[1].impl());
+  EXPECT_EQ(state[1].state.step, 3);
+  EXPECT_EQ(state[1].state.tensors.at("exp_avg").shape(), trained[1].shape());
+  std::vector<optim::FullParamState> keyed;  // the same state, keyed by the fresh parameters
+  for (size_t j = 0; j < state.size(); ++j) keyed.push_back(optim::FullParamState{fresh[j], state[j].state});
+  {
+    NoGradGuard no_grad;
+    for (size_t j = 0; j < 3; ++j) copy_(fresh[j], trained[j]);
+  }
+  loaded.load_full_state(keyed);
+  EXPECT_EQ(loaded.state(fresh[2]), nullptr);  // absent from the full state: none, as before a first update
+  ASSERT_NE(loaded.state(fresh[0]), nullptr);
+  EXPECT_EQ(loaded.state(fresh[0])->step, 3);
+  step(opt, trained, 3);
+  step(loaded, fresh, 3);
+  for (size_t j = 0; j < 3; ++j) EXPECT_ALL_CLOSE(fresh[j], trained[j], 0, 0) << "param " << j;
 }
 
 }  // namespace
