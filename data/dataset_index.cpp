@@ -9,26 +9,14 @@
 #include <set>
 #include <sstream>
 
-#include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
 #include "core/util/error.h"
 #include "data/detection_shard.h"
+#include "data/text_proto.h"
 #include "data/translation_shard.h"
 
 namespace px::data {
-namespace {
-
-// Collects text-format parse errors into one line: "line L col C: message".
-class ErrorCollector : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, google::protobuf::io::ColumnNumber column, const std::string& message) override {
-    if (first.empty()) first = "line " + std::to_string(line + 1) + " col " + std::to_string(column + 1) + ": " + message;
-  }
-  std::string first;
-};
-
-}  // namespace
 
 proto::DatasetIndex read_index(const std::string& dir) {
   const std::string path = (std::filesystem::path(dir) / kIndexFile).string();
@@ -37,10 +25,7 @@ proto::DatasetIndex read_index(const std::string& dir) {
   std::stringstream text;
   text << in.rdbuf();
   proto::DatasetIndex index;
-  google::protobuf::TextFormat::Parser parser;
-  ErrorCollector errors;
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text.str(), &index)) throw DataError(path + ": " + errors.first);
+  parse_text_proto<DataError>(text.str(), path, index);
   if (index.schema() != kTranslationSchema && index.schema() != kDetectionSchema)
     throw DataError(path + ": schema: unknown value '" + index.schema() + "'");
   if (index.splits().empty()) throw DataError(path + ": splits: none listed");

@@ -17,7 +17,6 @@
 #include <set>
 #include <sstream>
 
-#include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
 #include "core/autograd/grad_mode.h"
@@ -26,6 +25,7 @@
 #include "core/util/check.h"
 #include "core/util/error.h"
 #include "data/hdf5_file.h"
+#include "data/text_proto.h"
 #include "parallel/dp/zero_adamw.h"
 #include "parallel/tp/shard_spec.h"
 
@@ -372,18 +372,6 @@ ckpt::proto::Manifest write_tensors(const std::string& dir, const nn::Module& mo
 
 // ---- manifest ----
 
-// Keeps protobuf's first parse error with its position (1-based).
-class FirstError : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, google::protobuf::io::ColumnNumber column, const std::string& message) override {
-    if (message_.empty()) message_ = std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + message;
-  }
-  const std::string& message() const { return message_; }
-
- private:
-  std::string message_;
-};
-
 // Structural checks of a parsed manifest; each failure names `path` and the offending field.
 void check_manifest(const ckpt::proto::Manifest& m, const std::string& path) {
   if (m.format_version() != kFormatVersion) {
@@ -480,11 +468,7 @@ ckpt::proto::Manifest read_manifest(const std::string& checkpoint_dir) {
   if (!fs::is_regular_file(path, ec)) fail(path, "no such file (not a complete checkpoint)");
   const std::string text = read_text_file(path);
   ckpt::proto::Manifest manifest;
-  FirstError errors;
-  google::protobuf::TextFormat::Parser parser;
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text, &manifest))  // "<path>:<line>:<col>: <protobuf's message>"
-    throw CheckpointError(path + (errors.message().empty() ? ": cannot parse" : ":" + errors.message()));
+  data::parse_text_proto<CheckpointError>(text, path, manifest);
   check_manifest(manifest, path);
   return manifest;
 }

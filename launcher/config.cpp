@@ -4,7 +4,6 @@
 
 #include <glog/logging.h>
 #include <google/protobuf/descriptor.h>
-#include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/stubs/strutil.h>
 #include <google/protobuf/text_format.h>
 
@@ -17,58 +16,13 @@
 
 #include "core/nn/feed_forward.h"
 #include "core/util/error.h"
+#include "data/text_proto.h"
 
 namespace px {
 
 namespace pb = google::protobuf;
 
 namespace {
-
-// Keeps protobuf's first error (later ones are usually consequences of it) with its 0-based position.
-class FirstErrorCollector : public pb::io::ErrorCollector {
- public:
-  void AddError(int line, pb::io::ColumnNumber column, const std::string& message) override {
-    if (has_error_) return;
-    has_error_ = true;
-    line_ = line;
-    column_ = column;
-    message_ = message;
-  }
-
-  bool has_error() const { return has_error_; }
-  int line() const { return line_; }
-  int column() const { return column_; }
-  const std::string& message() const { return message_; }
-
- private:
-  bool has_error_ = false;
-  int line_ = -1, column_ = -1;
-  std::string message_;
-};
-
-// Line `line` (0-based) of `text` without surrounding blanks, or "" when there is no such line.
-std::string source_line(const std::string& text, int line) {
-  std::istringstream lines(text);
-  std::string current;
-  for (int i = 0; std::getline(lines, current); ++i) {
-    if (i < line) continue;
-    const size_t first = current.find_first_not_of(" \t\r");
-    if (first == std::string::npos) return "";
-    return current.substr(first, current.find_last_not_of(" \t\r") - first + 1);
-  }
-  return "";
-}
-
-// Offset of the first character of line `line` (0-based) in `text`; text.size() when there is no such line.
-size_t line_start(const std::string& text, int line) {
-  size_t offset = 0;
-  for (int i = 0; i < line; ++i) {
-    offset = text.find('\n', offset);
-    if (offset == std::string::npos) return text.size();
-    ++offset;
-  }
-  return offset;
-}
 
 std::string trim(const std::string& s) {
   const size_t first = s.find_first_not_of(" \t");
@@ -275,23 +229,8 @@ void check_parallel_layout(const config::Config& config, int world_size, int64_t
 }
 
 config::Config parse_config_text(const std::string& text, const std::string& origin) {
-  FirstErrorCollector errors;
-  pb::TextFormat::Parser parser;  // unknown fields and repeated singular fields are errors by default
-  parser.RecordErrorsTo(&errors);
   config::Config config;
-  if (!parser.ParseFromString(text, &config)) {
-    if (!errors.has_error()) throw ConfigError(origin + ": not a valid config");
-    if (errors.line() < 0) throw ConfigError(origin + ": " + errors.message());
-    std::string message = origin + ":" + std::to_string(errors.line() + 1) + ":" + std::to_string(errors.column() + 1) +
-                          ": " + errors.message();
-    // protobuf's type errors ("Expected integer, got: ...") do not name the field; the line does.
-    const std::string line = source_line(text, errors.line());
-    if (!line.empty())
-      message += " (in `" + line + "`)";
-    else if (text.find_first_not_of(" \t\r\n", line_start(text, errors.line())) == std::string::npos)
-      message += " (at the end of the input)";
-    throw ConfigError(message);
-  }
+  data::parse_text_proto<ConfigError>(text, origin, config);
   return config;
 }
 
@@ -344,13 +283,10 @@ void apply_override(config::Config& config, const std::string& assignment) {
     if (field->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING && !quoted) literal = "\"" + pb::CEscape(value) + "\"";
     // "<name>: <literal>" parsed as a whole into a scratch message, so trailing tokens are errors too, then
     // merged: the scratch holds only this field, and only a fully parsed value reaches the config.
-    FirstErrorCollector errors;
-    pb::TextFormat::Parser parser;
-    parser.RecordErrorsTo(&errors);
     std::unique_ptr<pb::Message> scratch(message->New());
-    if (!parser.ParseFromString(field->name() + ": " + literal, scratch.get())) {
-      const std::string why = errors.has_error() ? errors.message() : "not a valid " + std::string(field->type_name());
-      throw ConfigError(where + "=" + value + ": " + why + " (" + walked + " is " + field->type_name() + ")");
+    if (const auto error = data::try_parse_text_proto(field->name() + ": " + literal, *scratch)) {
+      throw ConfigError(where + "=" + value + ": " + error->message + " (" + walked + " is " + field->type_name() +
+                        ")");
     }
     message->MergeFrom(*scratch);
   }
