@@ -11,6 +11,7 @@
 
 #include <google/protobuf/text_format.h>
 
+#include "core/util/durable_file.h"
 #include "core/util/error.h"
 #include "data/detection_shard.h"
 #include "data/text_proto.h"
@@ -50,14 +51,8 @@ proto::DatasetIndex read_index(const std::string& dir) {
 void write_index(const std::string& dir, const proto::DatasetIndex& index) {
   std::string text;
   if (!google::protobuf::TextFormat::PrintToString(index, &text)) throw DataError(dir + ": cannot print the index");
-  const auto path = std::filesystem::path(dir) / kIndexFile;
-  const auto tmp = std::filesystem::path(dir) / (std::string(kIndexFile) + ".tmp");
-  {
-    std::ofstream out(tmp);
-    out << "# Parallax dataset index (protobuf text format, schema data/dataset.proto).\n" << text;
-    if (!out.flush()) throw DataError(tmp.string() + ": write failed");
-  }
-  std::filesystem::rename(tmp, path);
+  write_file_durably<DataError>((std::filesystem::path(dir) / kIndexFile).string(),
+                                "# Parallax dataset index (protobuf text format, schema data/dataset.proto).\n" + text);
 }
 
 const proto::SplitInfo& find_split(const proto::DatasetIndex& index, const std::string& name, const std::string& dir) {
