@@ -6,6 +6,8 @@
 
 #include <sstream>
 
+#include "core/util/strings.h"
+
 namespace px::data {
 namespace {
 
@@ -28,12 +30,8 @@ class FirstErrorCollector : public pb::io::ErrorCollector {
 std::string source_line(const std::string& text, int line) {
   std::istringstream lines(text);
   std::string current;
-  for (int i = 0; std::getline(lines, current); ++i) {
-    if (i < line) continue;
-    const size_t first = current.find_first_not_of(" \t\r");
-    if (first == std::string::npos) return "";
-    return current.substr(first, current.find_last_not_of(" \t\r") - first + 1);
-  }
+  for (int i = 0; std::getline(lines, current); ++i)
+    if (i == line) return trim(current);
   return "";
 }
 

@@ -16,6 +16,7 @@
 
 #include "core/nn/feed_forward.h"
 #include "core/util/error.h"
+#include "core/util/strings.h"
 #include "data/text_proto.h"
 
 namespace px {
@@ -23,12 +24,6 @@ namespace px {
 namespace pb = google::protobuf;
 
 namespace {
-
-std::string trim(const std::string& s) {
-  const size_t first = s.find_first_not_of(" \t");
-  if (first == std::string::npos) return "";
-  return s.substr(first, s.find_last_not_of(" \t") - first + 1);
-}
 
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> parts;
@@ -124,6 +119,15 @@ void require_non_empty(const std::string& field, const std::string& value) {
   if (value.empty()) throw ConfigError(field + ": must be set (non-empty)");
 }
 
+// model.activation as an nn::Activation; a ConfigError naming the field when it is unknown.
+nn::Activation model_activation(const config::ModelConfig& m) {
+  try {
+    return nn::parse_activation(m.activation());
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string("model.activation: ") + e.what());
+  }
+}
+
 void validate_model(const config::ModelConfig& m, const config::DataConfig& d) {
   require_at_least("model.d_model", m.d_model(), 1);
   require_at_least("model.num_heads", m.num_heads(), 1);
@@ -135,11 +139,7 @@ void validate_model(const config::ModelConfig& m, const config::DataConfig& d) {
   require_at_least("model.d_ff", m.d_ff(), 1);
   require_unit_interval("model.dropout", m.dropout());
   require_unit_interval("model.attention_dropout", m.attention_dropout());
-  try {
-    nn::parse_activation(m.activation());
-  } catch (const ConfigError& e) {
-    throw ConfigError(std::string("model.activation: ") + e.what());
-  }
+  model_activation(m);
   // The loader keeps sequences of at most data.max_length tokens counting eos (source, target output) or
   // bos (target input), so that many positions must have a sinusoid row.
   if (m.max_positions() < d.max_length())
@@ -349,11 +349,7 @@ translator::TranslatorOptions translator_options(const config::Config& config, i
   options.d_ff = m.d_ff();
   options.dropout = m.dropout();
   options.attention_dropout = m.attention_dropout();
-  try {
-    options.activation = nn::parse_activation(m.activation());
-  } catch (const ConfigError& e) {
-    throw ConfigError(std::string("model.activation: ") + e.what());
-  }
+  options.activation = model_activation(m);
   options.pre_norm = m.pre_norm();
   options.share_embeddings = m.share_embeddings();
   options.tie_output = m.tie_output();
