@@ -17,6 +17,7 @@
 #include <pugixml.hpp>
 
 #include "core/util/error.h"
+#include "core/util/strings.h"
 
 namespace px::data {
 namespace {
@@ -172,13 +173,6 @@ void read_coco_annotations(const std::string& path, const json& root, const std:
 }
 
 // ---- VOC -----------------------------------------------------------------------------------------
-
-std::string trim(std::string_view s) {
-  const auto not_space = [](char c) { return !std::isspace(static_cast<unsigned char>(c)); };
-  const auto begin = std::find_if(s.begin(), s.end(), not_space);
-  const auto end = std::find_if(s.rbegin(), s.rend(), not_space).base();
-  return begin < end ? std::string(begin, end) : std::string();
-}
 
 bool is_background(const std::string& name) { return name == "__background__" || name == "_background_"; }
 

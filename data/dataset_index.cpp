@@ -9,26 +9,15 @@
 #include <set>
 #include <sstream>
 
-#include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
+#include "core/util/durable_file.h"
 #include "core/util/error.h"
 #include "data/detection_shard.h"
+#include "data/text_proto.h"
 #include "data/translation_shard.h"
 
 namespace px::data {
-namespace {
-
-// Collects text-format parse errors into one line: "line L col C: message".
-class ErrorCollector : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, google::protobuf::io::ColumnNumber column, const std::string& message) override {
-    if (first.empty()) first = "line " + std::to_string(line + 1) + " col " + std::to_string(column + 1) + ": " + message;
-  }
-  std::string first;
-};
-
-}  // namespace
 
 proto::DatasetIndex read_index(const std::string& dir) {
   const std::string path = (std::filesystem::path(dir) / kIndexFile).string();
@@ -37,10 +26,7 @@ proto::DatasetIndex read_index(const std::string& dir) {
   std::stringstream text;
   text << in.rdbuf();
   proto::DatasetIndex index;
-  google::protobuf::TextFormat::Parser parser;
-  ErrorCollector errors;
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text.str(), &index)) throw DataError(path + ": " + errors.first);
+  parse_text_proto<DataError>(text.str(), path, index);
   if (index.schema() != kTranslationSchema && index.schema() != kDetectionSchema)
     throw DataError(path + ": schema: unknown value '" + index.schema() + "'");
   if (index.splits().empty()) throw DataError(path + ": splits: none listed");
@@ -65,14 +51,8 @@ proto::DatasetIndex read_index(const std::string& dir) {
 void write_index(const std::string& dir, const proto::DatasetIndex& index) {
   std::string text;
   if (!google::protobuf::TextFormat::PrintToString(index, &text)) throw DataError(dir + ": cannot print the index");
-  const auto path = std::filesystem::path(dir) / kIndexFile;
-  const auto tmp = std::filesystem::path(dir) / (std::string(kIndexFile) + ".tmp");
-  {
-    std::ofstream out(tmp);
-    out << "# Parallax dataset index (protobuf text format, schema data/dataset.proto).\n" << text;
-    if (!out.flush()) throw DataError(tmp.string() + ": write failed");
-  }
-  std::filesystem::rename(tmp, path);
+  write_file_durably<DataError>((std::filesystem::path(dir) / kIndexFile).string(),
+                                "# Parallax dataset index (protobuf text format, schema data/dataset.proto).\n" + text);
 }
 
 const proto::SplitInfo& find_split(const proto::DatasetIndex& index, const std::string& name, const std::string& dir) {

@@ -14,7 +14,7 @@ inline constexpr const char* kIndexFile = "dataset.pbtxt";
 // Reads <dir>/dataset.pbtxt. Throws DataError naming the file (and the field) when it is missing,
 // does not parse, has an unknown schema, a split without shards or duplicate split names.
 proto::DatasetIndex read_index(const std::string& dir);
-// Writes <dir>/dataset.pbtxt through a temporary file and a rename.
+// Writes <dir>/dataset.pbtxt durably (write_file_durably); DataError naming the file on failure.
 void write_index(const std::string& dir, const proto::DatasetIndex& index);
 
 // The split named `name`; DataError listing the splits present when it is absent.

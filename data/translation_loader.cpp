@@ -26,19 +26,18 @@ const TranslationLoaderOptions& validated(const TranslationLoaderOptions& o) {
   return o;
 }
 
-// Rows of `seqs` as a (B, L) i64 tensor, L the longest row (at least 1), padded with pad_id.
-Tensor pad_rows(const std::vector<std::vector<int64_t>>& seqs, int32_t pad_id) {
-  const auto b = static_cast<int64_t>(seqs.size());
+}  // namespace
+
+Tensor pad_rows(const std::vector<std::vector<int32_t>>& rows, int32_t pad_id) {
+  const auto b = static_cast<int64_t>(rows.size());
   int64_t len = 1;
-  for (const auto& s : seqs) len = std::max(len, static_cast<int64_t>(s.size()));
+  for (const auto& r : rows) len = std::max(len, static_cast<int64_t>(r.size()));
   Tensor out = Tensor::empty({b, len}, DType::i64);  // (B, L)
   int64_t* data = out.data<int64_t>();
   std::fill_n(data, b * len, static_cast<int64_t>(pad_id));
-  for (int64_t i = 0; i < b; ++i) std::copy(seqs[i].begin(), seqs[i].end(), data + i * len);
+  for (int64_t i = 0; i < b; ++i) std::copy(rows[i].begin(), rows[i].end(), data + i * len);
   return out;
 }
-
-}  // namespace
 
 struct TranslationLoader::Impl {
   Impl(const TranslationLoaderOptions& o, const DataCursor& start)
@@ -75,7 +74,7 @@ struct TranslationLoader::Impl {
     batch.after = global.after;
     for (int64_t id : global.ids) batch.global_tgt_tokens += dataset.tgt_length(id) + 1;
 
-    std::vector<std::vector<int64_t>> src_rows, tgt_in_rows, tgt_out_rows;
+    std::vector<std::vector<int32_t>> src_rows, tgt_in_rows, tgt_out_rows;
     std::vector<int32_t> src, tgt;
     for (int64_t id : batch.ids) {
       dataset.read(id, src, tgt);

@@ -47,6 +47,9 @@ struct PaddingStats {
   double waste() const { return padded_tokens ? 1.0 - double(real_tokens) / double(padded_tokens) : 0.0; }
 };
 
+// Token rows right-padded with pad_id into a (rows, longest row) i64 tensor, at least one column.
+Tensor pad_rows(const std::vector<std::vector<int32_t>>& rows, int32_t pad_id);
+
 class TranslationLoader {
  public:
   TranslationLoader(const TranslationLoaderOptions& options, const DataCursor& start);

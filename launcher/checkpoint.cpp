@@ -4,7 +4,6 @@
 
 #include <fcntl.h>
 #include <stdio.h>  // renameat2, RENAME_EXCHANGE
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -17,15 +16,16 @@
 #include <set>
 #include <sstream>
 
-#include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
 #include "core/autograd/grad_mode.h"
 #include "core/ops/factory.h"
 #include "core/ops/view.h"
 #include "core/util/check.h"
+#include "core/util/durable_file.h"
 #include "core/util/error.h"
 #include "data/hdf5_file.h"
+#include "data/text_proto.h"
 #include "parallel/tp/shard_spec.h"
 
 namespace px {
@@ -89,36 +89,7 @@ std::string dataset_name(const std::string& entry_name) {
   return out;
 }
 
-// ---- durable file operations; every failure is a CheckpointError naming the path ----
-
-void fsync_path(const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
-  if (fd < 0) fail(path, "cannot open to sync: " + os_error());
-  const bool synced = ::fsync(fd) == 0;
-  const std::string error = synced ? "" : os_error();
-  ::close(fd);
-  if (!synced) fail(path, "cannot sync to disk: " + error);
-}
-
-void write_file_synced(const std::string& path, const std::string& content) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail(path, "cannot create: " + os_error());
-  size_t done = 0;
-  while (done < content.size()) {
-    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const std::string error = os_error();
-      ::close(fd);
-      fail(path, "cannot write: " + error);
-    }
-    done += static_cast<size_t>(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  const std::string error = synced ? "" : os_error();
-  if (::close(fd) != 0 && synced) fail(path, "cannot close: " + os_error());
-  if (!synced) fail(path, "cannot sync to disk: " + error);
-}
+// ---- file operations; every failure is a CheckpointError naming the path ----
 
 std::string read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -141,10 +112,6 @@ void remove_tree(const std::string& path) {
   if (ec) fail(path, "cannot remove: " + ec.message());
 }
 
-void rename_path(const std::string& from, const std::string& to) {
-  if (::rename(from.c_str(), to.c_str()) != 0) fail(from, "cannot rename to " + to + ": " + os_error());
-}
-
 // Moves the finished `tmp` directory to `final_dir`. An existing `final_dir` (a re-save of the same step) is
 // swapped out atomically with renameat2(RENAME_EXCHANGE) where the filesystem supports it, else moved aside
 // first; either way the old one ends in a *.tmp directory that is then removed.
@@ -158,7 +125,7 @@ void install_directory(const std::string& tmp, const std::string& final_dir) {
   if (errno != EINVAL && errno != ENOSYS) fail(tmp, "cannot exchange with " + final_dir + ": " + os_error());
   const std::string replaced = final_dir + ".replaced" + kTmpSuffix;
   remove_tree(replaced);
-  rename_path(final_dir, replaced);
+  rename_file<CheckpointError>(final_dir, replaced);
   if (::rename(tmp.c_str(), final_dir.c_str()) != 0) {
     const std::string error = os_error();
     ::rename(replaced.c_str(), final_dir.c_str());  // best effort: put the previous checkpoint back
@@ -357,23 +324,11 @@ ckpt::proto::Manifest write_tensors(const std::string& dir, const nn::Module& mo
   } catch (const DataError& e) {
     throw CheckpointError(e.what());
   }
-  fsync_path(path, false);
+  sync_to_disk<CheckpointError>(path, false);
   return manifest;
 }
 
 // ---- manifest ----
-
-// Keeps protobuf's first parse error with its position (1-based).
-class FirstError : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, google::protobuf::io::ColumnNumber column, const std::string& message) override {
-    if (message_.empty()) message_ = std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + message;
-  }
-  const std::string& message() const { return message_; }
-
- private:
-  std::string message_;
-};
 
 // Structural checks of a parsed manifest; each failure names `path` and the offending field.
 void check_manifest(const ckpt::proto::Manifest& m, const std::string& path) {
@@ -471,11 +426,7 @@ ckpt::proto::Manifest read_manifest(const std::string& checkpoint_dir) {
   if (!fs::is_regular_file(path, ec)) fail(path, "no such file (not a complete checkpoint)");
   const std::string text = read_text_file(path);
   ckpt::proto::Manifest manifest;
-  FirstError errors;
-  google::protobuf::TextFormat::Parser parser;
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text, &manifest))  // "<path>:<line>:<col>: <protobuf's message>"
-    throw CheckpointError(path + (errors.message().empty() ? ": cannot parse" : ":" + errors.message()));
+  data::parse_text_proto<CheckpointError>(text, path, manifest);
   check_manifest(manifest, path);
   return manifest;
 }
@@ -499,10 +450,11 @@ std::string save_checkpoint(const std::string& run_dir, const nn::Module& model,
     const ckpt::proto::Manifest manifest = write_tensors(tmp_dir, model, full, optimizer, state, config_text, layout);
     std::string text;
     CHECK(google::protobuf::TextFormat::PrintToString(manifest, &text)) << "cannot print the manifest of " << final_dir;
-    write_file_synced(join(tmp_dir, kManifestFile), text);  // last: its presence marks the directory complete
-    fsync_path(tmp_dir, true);
+    // Last: its presence marks the directory complete.
+    write_file_synced<CheckpointError>(join(tmp_dir, kManifestFile), text);
+    sync_to_disk<CheckpointError>(tmp_dir, true);
     install_directory(tmp_dir, final_dir);
-    fsync_path(root, true);
+    sync_to_disk<CheckpointError>(root, true);
   } catch (...) {
     std::error_code ec;
     fs::remove_all(tmp_dir, ec);  // best effort; a leftover *.tmp is ignored and cleaned by the next save
@@ -510,10 +462,7 @@ std::string save_checkpoint(const std::string& run_dir, const nn::Module& model,
   }
 
   const std::string latest = join(root, kLatestFile);
-  const std::string latest_tmp = latest + kTmpSuffix;
-  write_file_synced(latest_tmp, name + "\n");
-  rename_path(latest_tmp, latest);
-  fsync_path(root, true);
+  write_file_durably<CheckpointError>(latest, name + "\n");
 
   // Prune: stale *.tmp directories, and step directories beyond the newest keep_last (this one always kept).
   std::vector<std::pair<int64_t, std::string>> others;
@@ -534,7 +483,7 @@ std::string save_checkpoint(const std::string& run_dir, const nn::Module& model,
     for (size_t i = static_cast<size_t>(keep_last) - 1; i < others.size(); ++i) {
       // Renamed first, so that a removal that fails halfway leaves a *.tmp, never a damaged step_<N>.
       const std::string doomed = others[i].second + ".deleted" + kTmpSuffix;
-      rename_path(others[i].second, doomed);
+      rename_file<CheckpointError>(others[i].second, doomed);
       remove_tree(doomed);
     }
   }

@@ -5,7 +5,6 @@
 #include <glog/logging.h>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/descriptor.pb.h>
-#include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/stubs/strutil.h>
 #include <google/protobuf/text_format.h>
 
@@ -18,6 +17,8 @@
 #include <sstream>
 
 #include "core/util/error.h"
+#include "core/util/strings.h"
+#include "data/text_proto.h"
 #include "launcher/task.h"
 
 namespace px {
@@ -57,58 +58,6 @@ void require_unit_interval(const std::string& field, double value) {  // [0, 1)
 }
 
 namespace {
-
-// Keeps protobuf's first error (later ones are usually consequences of it) with its 0-based position.
-class FirstErrorCollector : public pb::io::ErrorCollector {
- public:
-  void AddError(int line, pb::io::ColumnNumber column, const std::string& message) override {
-    if (has_error_) return;
-    has_error_ = true;
-    line_ = line;
-    column_ = column;
-    message_ = message;
-  }
-
-  bool has_error() const { return has_error_; }
-  int line() const { return line_; }
-  int column() const { return column_; }
-  const std::string& message() const { return message_; }
-
- private:
-  bool has_error_ = false;
-  int line_ = -1, column_ = -1;
-  std::string message_;
-};
-
-// Line `line` (0-based) of `text` without surrounding blanks, or "" when there is no such line.
-std::string source_line(const std::string& text, int line) {
-  std::istringstream lines(text);
-  std::string current;
-  for (int i = 0; std::getline(lines, current); ++i) {
-    if (i < line) continue;
-    const size_t first = current.find_first_not_of(" \t\r");
-    if (first == std::string::npos) return "";
-    return current.substr(first, current.find_last_not_of(" \t\r") - first + 1);
-  }
-  return "";
-}
-
-// Offset of the first character of line `line` (0-based) in `text`; text.size() when there is no such line.
-size_t line_start(const std::string& text, int line) {
-  size_t offset = 0;
-  for (int i = 0; i < line; ++i) {
-    offset = text.find('\n', offset);
-    if (offset == std::string::npos) return text.size();
-    ++offset;
-  }
-  return offset;
-}
-
-std::string trim(const std::string& s) {
-  const size_t first = s.find_first_not_of(" \t");
-  if (first == std::string::npos) return "";
-  return s.substr(first, s.find_last_not_of(" \t") - first + 1);
-}
 
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> parts;
@@ -285,23 +234,8 @@ bool move_legacy_model_fields(config::ModelConfig& model, const std::string& ori
 
 // Parses and moves the legacy model fields (see move_legacy_model_fields).
 config::Config parse_config(const std::string& text, const std::string& origin, bool* had_legacy_fields) {
-  FirstErrorCollector errors;
-  pb::TextFormat::Parser parser;  // unknown fields and repeated singular fields are errors by default
-  parser.RecordErrorsTo(&errors);
   config::Config config;
-  if (!parser.ParseFromString(text, &config)) {
-    if (!errors.has_error()) throw ConfigError(origin + ": not a valid config");
-    if (errors.line() < 0) throw ConfigError(origin + ": " + errors.message());
-    std::string message = origin + ":" + std::to_string(errors.line() + 1) + ":" + std::to_string(errors.column() + 1) +
-                          ": " + errors.message();
-    // protobuf's type errors ("Expected integer, got: ...") do not name the field; the line does.
-    const std::string line = source_line(text, errors.line());
-    if (!line.empty())
-      message += " (in `" + line + "`)";
-    else if (text.find_first_not_of(" \t\r\n", line_start(text, errors.line())) == std::string::npos)
-      message += " (at the end of the input)";
-    throw ConfigError(message);
-  }
+  data::parse_text_proto<ConfigError>(text, origin, config);
   *had_legacy_fields = move_legacy_model_fields(*config.mutable_model(), origin);
   return config;
 }
@@ -386,13 +320,10 @@ void apply_override(config::Config& config, const std::string& assignment) {
     if (field->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING && !quoted) literal = "\"" + pb::CEscape(value) + "\"";
     // "<name>: <literal>" parsed as a whole into a scratch message, so trailing tokens are errors too, then
     // merged: the scratch holds only this field, and only a fully parsed value reaches the config.
-    FirstErrorCollector errors;
-    pb::TextFormat::Parser parser;
-    parser.RecordErrorsTo(&errors);
     std::unique_ptr<pb::Message> scratch(message->New());
-    if (!parser.ParseFromString(field->name() + ": " + literal, scratch.get())) {
-      const std::string why = errors.has_error() ? errors.message() : "not a valid " + std::string(field->type_name());
-      throw ConfigError(where + "=" + value + ": " + why + " (" + walked + " is " + field->type_name() + ")");
+    if (const auto error = data::try_parse_text_proto(field->name() + ": " + literal, *scratch)) {
+      throw ConfigError(where + "=" + value + ": " + error->message + " (" + walked + " is " + field->type_name() +
+                        ")");
     }
     message->MergeFrom(*scratch);
   }

@@ -10,6 +10,7 @@
 #include "core/util/error.h"
 #include "data/inspect.h"
 #include "data/shard_builder.h"
+#include "launcher/cli_checks.h"
 
 namespace px {
 namespace {
@@ -39,14 +40,14 @@ void add_build_translation(CLI::App& data) {
   cmd->add_option("--test-tgt", a->test_tgt, "test target text")->check(CLI::ExistingFile);
   cmd->add_option("--out", a->build.out_dir, "output dataset directory")->required();
   cmd->add_option("--shards", a->build.shards, "shards of the training split")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->add_option("--vocab-size", a->build.vocab_size, "SentencePiece vocabulary size")->capture_default_str()
-      ->check(CLI::Range(16, 1 << 20));
+      ->check(between(16, 1 << 20));
   cmd->add_flag("--separate-vocab", a->separate, "one SentencePiece model per language instead of a joint one");
   cmd->add_option("--model-type", a->build.model_type, "SentencePiece model type")->capture_default_str()
       ->check(CLI::IsMember({"unigram", "bpe"}));
   cmd->add_option("--compression", a->build.compression, "gzip level of token datasets, -1 for none")
-      ->capture_default_str()->check(CLI::Range(-1, 9));
+      ->capture_default_str()->check(between(-1, 9));
   cmd->add_option("--seed", a->build.seed, "tokenizer training seed")->capture_default_str();
   cmd->callback([a, cmd] {
     auto& b = a->build;
@@ -78,19 +79,19 @@ void add_build_detection(CLI::App& data) {
   voc->excludes(fashion);
   cmd->add_option("--split", b->split, "split written from --coco / --voc")->capture_default_str();
   cmd->add_option("--out", b->out_dir, "output dataset directory")->required();
-  cmd->add_option("--shards", b->shards, "shards per split")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--shards", b->shards, "shards per split")->capture_default_str()->check(at_least(1));
   cmd->add_option("--max-size", b->max_size, "--coco / --voc: resize so the longer side is at most this (0: keep)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(at_least(0));
   cmd->add_option("--canvas", b->canvas, "scene canvas side (Fashion-MNIST)")->capture_default_str()
-      ->check(CLI::Range(32, 4096));
+      ->check(between(32, 4096));
   cmd->add_option("--train-scenes", b->scenes_train, "training scenes (Fashion-MNIST)")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   cmd->add_option("--valid-scenes", b->scenes_valid, "validation scenes (Fashion-MNIST)")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   cmd->add_option("--test-scenes", b->scenes_test, "test scenes (Fashion-MNIST)")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   cmd->add_option("--compression", b->compression, "gzip level of the image dataset, -1 for none")
-      ->capture_default_str()->check(CLI::Range(-1, 9));
+      ->capture_default_str()->check(between(-1, 9));
   cmd->add_option("--seed", b->seed, "scene seed")->capture_default_str();
   cmd->callback([b, cmd] {
     if (b->split.empty() || b->split.find('/') != std::string::npos)
@@ -111,7 +112,7 @@ void add_inspect(CLI::App& data, int& exit_code) {
   cmd->add_option("dir", a->inspect.dir, "dataset directory (holds dataset.pbtxt)")->required();
   cmd->add_flag("--verify", a->verify, "read every chunk of every shard; exit 1 naming the first corrupt one");
   cmd->add_option("--examples", a->inspect.examples, "decoded examples per split")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   cmd->add_option("--png-dir", a->inspect.png_dir, "where detection example PNGs go (default DIR/inspect)");
   cmd->callback([a, &exit_code] {
     if (!a->verify) return data::inspect_dataset(a->inspect, std::cout);

@@ -19,6 +19,7 @@
 #include "core/ops/ops.h"
 #include "core/optim/adamw.h"
 #include "core/optim/lr_schedule.h"
+#include "core/util/durable_file.h"
 #include "core/util/error.h"
 #include "core/util/logging.h"
 #include "launcher/checkpoint.h"
@@ -63,19 +64,6 @@ class StopSignals {
   void (*old_term_)(int) = SIG_DFL;
   void (*old_usr1_)(int) = SIG_DFL;
 };
-
-// Writes `text` to `path` through a temporary file and a rename.
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    if (!out.flush()) throw Error(tmp + ": cannot write");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw Error(path + ": cannot replace: " + ec.message());
-}
 
 std::unique_ptr<optim::LrSchedule> make_schedule(const config::Config& config) {
   const auto& s = config.schedule();
@@ -468,7 +456,8 @@ int train_on(const TrainCommand& command, const RunDir& run, TrainSetup setup, p
   parallel::ParallelGrid grid(world.group(), setup.config.parallel().tp());
   grid.tp().set_timeout(timeout);
   grid.dp().set_timeout(timeout);
-  set_num_threads(setup.config.train().threads() > 0 ? setup.config.train().threads() : default_num_threads());
+  const int threads = setup.config.train().threads();
+  set_num_threads(threads > 0 ? threads : default_num_threads(world.placement().local_size));
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines reach a redirected log as they happen
   fs::create_directories(run.root);
   log_to_files(run.logs(), world.rank());
@@ -476,7 +465,7 @@ int train_on(const TrainCommand& command, const RunDir& run, TrainSetup setup, p
             << world.placement().local_rank << "); " << grid.str();
   if (world.rank() == 0) setup.task->record_run(run);
   Trainer trainer(command, setup.config, *setup.task, grid);
-  if (world.rank() == 0) write_file_atomically(run.config(), config_to_text(setup.config));
+  if (world.rank() == 0) write_file_durably<Error>(run.config(), config_to_text(setup.config));
   return trainer.run();
 }
 

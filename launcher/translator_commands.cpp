@@ -15,6 +15,7 @@
 #include "core/util/error.h"
 #include "data/tokenizer.h"
 #include "launcher/checkpoint.h"
+#include "launcher/cli_checks.h"
 #include "launcher/config.h"
 #include "launcher/metrics.h"
 #include "launcher/trainer.h"
@@ -55,7 +56,7 @@ LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& o
 void add_common_options(CLI::App& cmd, std::string& run_dir, int& beam, std::vector<std::string>& overrides) {
   cmd.add_option("--run-dir", run_dir, "Run directory written by `parallax train`")->required();
   cmd.add_option("--beam", beam, "Beam size (1: greedy); default: the config's eval.beam")
-      ->check(CLI::Range(1, 1024));
+      ->check(between(1, 1024));
   cmd.add_option("--set", overrides, "Override a config field, e.g. --set eval.length_penalty=0.6")
       ->allow_extra_args(false);
 }
@@ -141,8 +142,8 @@ void add_translator_commands(CLI::App& app, int& exit_code) {
   add_common_options(*e, eval->run_dir, eval->beam, eval->overrides);
   e->add_option("--split", eval->split, "Split of the run's dataset")->capture_default_str();
   e->add_option("--max-sentences", eval->max_sentences, "Translate only the first N pairs (0: all)")
-      ->check(CLI::NonNegativeNumber);
-  e->add_option("--show", eval->show, "Example translations to print")->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
+  e->add_option("--show", eval->show, "Example translations to print")->check(at_least(0));
   e->add_option("--output", eval->output, "Write the translations here, one per line");
   e->callback([eval, &exit_code] { exit_code = run_eval(*eval); });
 
@@ -150,7 +151,7 @@ void add_translator_commands(CLI::App& app, int& exit_code) {
   CLI::App* tr = app.add_subcommand("translate", "Translate stdin to stdout, one sentence per line");
   add_common_options(*tr, translate->run_dir, translate->beam, translate->overrides);
   tr->add_option("--batch-lines", translate->batch_lines, "Lines decoded together (default 1 on a terminal, else 64)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   tr->callback([translate, &exit_code] { exit_code = run_translate(*translate, std::cin, std::cout); });
 }
 

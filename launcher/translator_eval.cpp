@@ -10,6 +10,7 @@
 #include "core/autograd/grad_mode.h"
 #include "core/ops/ops.h"
 #include "data/sharded_dataset.h"
+#include "data/translation_loader.h"
 
 namespace px {
 
@@ -57,14 +58,6 @@ std::vector<int32_t> with_eos(std::vector<int32_t> tokens, int64_t max_len, int3
 
 }  // namespace
 
-Tensor pad_batch(const std::vector<std::vector<int32_t>>& rows, int32_t pad_id) {
-  size_t width = 1;
-  for (const auto& r : rows) width = std::max(width, r.size());
-  std::vector<int64_t> values(rows.size() * width, pad_id);
-  for (size_t i = 0; i < rows.size(); ++i) std::copy(rows[i].begin(), rows[i].end(), values.begin() + i * width);
-  return from_vector(values, Shape{static_cast<int64_t>(rows.size()), static_cast<int64_t>(width)});
-}
-
 std::vector<translator::Hypothesis> translate_batched(const translator::Translator& model,
                                                       const std::vector<std::vector<int32_t>>& sources,
                                                       const translator::DecodeOptions& options, int64_t batch_tokens) {
@@ -79,7 +72,8 @@ std::vector<translator::Hypothesis> translate_batched(const translator::Translat
        budget_batches(order, budget, [&](size_t i) { return static_cast<int64_t>(sources[i].size()); })) {
     std::vector<std::vector<int32_t>> rows;
     for (size_t i : batch) rows.push_back(sources[i]);
-    std::vector<translator::Hypothesis> hyps = translator::decode(model, pad_batch(rows, options.pad_id), options);
+    std::vector<translator::Hypothesis> hyps =
+        translator::decode(model, data::pad_rows(rows, options.pad_id), options);
     for (size_t j = 0; j < batch.size(); ++j) out[batch[j]] = std::move(hyps[j]);
   }
   return out;
@@ -153,9 +147,8 @@ void score_loss(const translator::Translator& model, const TranslationData& data
       sums.tgt_tokens += static_cast<double>(target.size());
       t_out.push_back(std::move(target));
     }
-    const std::vector<Tensor> losses =
-        model.losses(pad_batch(s, data.pad_id), pad_batch(t_in, data.pad_id), pad_batch(t_out, data.pad_id),
-                     {options.label_smoothing, 0.0});
+    const std::vector<Tensor> losses = model.losses(data::pad_rows(s, data.pad_id), data::pad_rows(t_in, data.pad_id),
+                                                    data::pad_rows(t_out, data.pad_id), {options.label_smoothing, 0.0});
     sums.loss += losses[0].item();
     sums.nll += losses[1].item();
   }

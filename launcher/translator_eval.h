@@ -47,7 +47,4 @@ std::vector<translator::Hypothesis> translate_batched(const translator::Translat
                                                       const std::vector<std::vector<int32_t>>& sources,
                                                       const translator::DecodeOptions& options, int64_t batch_tokens);
 
-// Right-pads rows with pad_id into an i64 (rows, max length) tensor (at least one column).
-Tensor pad_batch(const std::vector<std::vector<int32_t>>& rows, int32_t pad_id);
-
 }  // namespace px

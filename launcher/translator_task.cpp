@@ -9,6 +9,7 @@
 
 #include "core/nn/feed_forward.h"
 #include "core/ops/ops.h"
+#include "core/util/durable_file.h"
 #include "core/util/error.h"
 #include "data/dataset_index.h"
 #include "data/sampler.h"
@@ -63,9 +64,7 @@ void check_run_tokenizer(const RunDir& run, const TranslationData& data, bool re
     return;
   }
   if (!record) return;
-  std::ofstream out(run.tokenizer_hash(), std::ios::trunc);
-  out << hash << '\n';
-  if (!out.flush()) throw Error(run.tokenizer_hash() + ": cannot write");
+  write_file_durably<Error>(run.tokenizer_hash(), hash + "\n");
 }
 
 TranslatorBundle build_translator(const config::Config& config, const TranslationData& data,

@@ -10,8 +10,8 @@ namespace px::parallel {
 
 ParallelGrid::ParallelGrid(ProcessGroup& world, int tp) : world_(&world) {
   if (tp < 1 || world.size() % tp != 0) {
-    throw ConfigError("parallel.tp = " + std::to_string(tp) + " must be positive and divide the world size " +
-                      std::to_string(world.size()));
+    throw ConfigError("ParallelGrid: the tensor-parallel size " + std::to_string(tp) +
+                      " must be positive and divide the world size " + std::to_string(world.size()));
   }
   const int tp_rank = world.rank() % tp, dp_rank = world.rank() / tp;
   tp_ = world.split(dp_rank, tp_rank, "tp");

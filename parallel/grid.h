@@ -10,7 +10,8 @@ namespace px::parallel {
 
 class ParallelGrid {
  public:
-  // Splits `world` (collective over it). world.size() % tp != 0 is a px::ConfigError naming parallel.tp.
+  // Splits `world` (collective over it). tp < 1 or world.size() % tp != 0 is a px::ConfigError (the launcher
+  // checks the config first and names its field).
   ParallelGrid(ProcessGroup& world, int tp);
   // A single process (tp = dp = 1) over LocalProcessGroups: for tests and tools.
   static std::unique_ptr<ParallelGrid> single();

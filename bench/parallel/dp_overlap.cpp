@@ -120,7 +120,7 @@ int run(int argc, char** argv) {
   par::ParallelGrid grid(world.group(), /*tp=*/1);
   par::ProcessGroup& dp = grid.dp();
   const bool root = dp.rank() == 0;
-  const int threads = px::default_num_threads();
+  const int threads = px::default_num_threads(world.placement().local_size);
   px::set_num_threads(threads);
 
   px::Generator init_gen(seed), dropout_gen(seed + 1 + dp.rank());

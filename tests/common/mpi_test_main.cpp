@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/backend/cpu/cpu_backend.h"
 #include "core/util/logging.h"
 
 #include <cstdlib>
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   auto world = std::make_unique<px::parallel::World>(options);
   px::test::g_world = world.get();
   px::init_logging(argv[0], "", world->rank());
+  px::set_num_threads(px::default_num_threads(world->placement().local_size));  // the ranks share the cores
   if (world->rank() != 0) {
     auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
     delete listeners.Release(listeners.default_result_printer());

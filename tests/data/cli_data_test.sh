@@ -27,6 +27,13 @@ expect_in "unknown option" "parallax: error:"
 check "missing index" 2 "$PARALLAX" data inspect "$WORK/none"
 expect_in "missing index" "dataset.pbtxt"
 [ "$(wc -l <<<"$OUT")" -eq 1 ] || { echo "FAIL missing index: not one line"; fails=$((fails + 1)); }
+# Numeric ranges read as a person writes them (not CLI11's "Value 0 not in range 0.000000 to 1.79e308").
+check "--shards 0" 2 "$PARALLAX" data build-detection --out "$WORK/none" --shards 0
+expect_in "--shards 0" "parallax: error: --shards: must be >= 1, got 0"
+check "--canvas 8" 2 "$PARALLAX" data build-detection --out "$WORK/none" --canvas 8
+expect_in "--canvas 8" "--canvas: must be between 32 and 4096, got 8"
+check "--shards abc" 2 "$PARALLAX" data build-detection --out "$WORK/none" --shards abc
+expect_in "--shards abc" "--shards: must be an integer, got abc"
 
 for i in $(seq 1 400); do
   echo "and the word $i was with god in the beginning number $((i % 17))" >>"$WORK/t.en"

@@ -128,6 +128,18 @@ std::vector<TranslationBatch> take(TranslationLoader& loader, size_t count) {
   return out;
 }
 
+TEST(PadRows, RightPadsToTheLongestRowWithAtLeastOneColumn) {
+  const Tensor t = pad_rows({{5, 6, 7}, {8}, {}}, 0);  // (3, 3)
+  ASSERT_EQ(t.dtype(), DType::i64);
+  ASSERT_EQ(t.shape(), Shape({3, 3}));
+  const std::vector<int64_t> want{5, 6, 7, 8, 0, 0, 0, 0, 0};
+  EXPECT_EQ(std::vector<int64_t>(t.data<int64_t>(), t.data<int64_t>() + 9), want);
+  const Tensor empty_rows = pad_rows({{}, {}}, 3);  // (2, 1): one pad column
+  ASSERT_EQ(empty_rows.shape(), Shape({2, 1}));
+  EXPECT_EQ(empty_rows.data<int64_t>()[1], 3);
+  EXPECT_EQ(pad_rows({}, 0).shape(), Shape({0, 1}));
+}
+
 TEST_F(TranslationLoaderTest, OneEpochInOrderWithBosEosPadLayout) {
   TranslationLoaderOptions o = translation_options();
   o.shuffle = false;

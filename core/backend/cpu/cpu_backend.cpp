@@ -1,5 +1,5 @@
-// The CpuBackend singleton and the thread settings shared by OpenMP kernels and OpenBLAS:
-// cores / local ranks by default, PARALLAX_NUM_THREADS overriding, applied once on first use.
+// The CpuBackend singleton and the thread settings shared by OpenMP kernels and OpenBLAS: cores / the local
+// ranks the caller names by default (all cores on first use), PARALLAX_NUM_THREADS overriding.
 #include "core/backend/cpu/cpu_backend.h"
 
 #include <cblas.h>
@@ -43,12 +43,10 @@ void ensure_threads() {
 
 }  // namespace
 
-int default_num_threads() {
+int default_num_threads(int local_ranks) {
+  CHECK_GE(local_ranks, 1) << "default_num_threads: local_ranks (processes sharing this node's cores)";
   if (const int forced = env_positive_int("PARALLAX_NUM_THREADS")) return forced;
   const int cores = std::max(1, omp_get_num_procs());
-  int local_ranks = env_positive_int("OMPI_COMM_WORLD_LOCAL_SIZE");
-  if (local_ranks == 0) local_ranks = env_positive_int("SLURM_NTASKS_PER_NODE");
-  if (local_ranks == 0) local_ranks = 1;
   return std::max(1, cores / local_ranks);
 }
 

@@ -38,9 +38,10 @@ class CpuBackend final : public Backend {
 
 CpuBackend& cpu_backend();
 
-// Threads used by OpenMP kernels and OpenBLAS. The default is cores / local ranks (from
-// OMPI_COMM_WORLD_LOCAL_SIZE or SLURM_NTASKS_PER_NODE), at least 1; PARALLAX_NUM_THREADS overrides.
-int default_num_threads();
+// Threads used by OpenMP kernels and OpenBLAS. The default is this node's cores / `local_ranks`, the processes
+// sharing them (under mpirun or srun: parallel::World's placement().local_size), at least 1;
+// PARALLAX_NUM_THREADS overrides. A process that sets none uses default_num_threads(1) from its first kernel on.
+int default_num_threads(int local_ranks = 1);
 void set_num_threads(int n);
 int num_threads();
 
