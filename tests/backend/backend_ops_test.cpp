@@ -446,17 +446,19 @@ void run_table(const BackendUnderTest& b) {
 
 TEST(BackendOps, CpuKernelsMatchTheReference) { run_table(cpu_under_test()); }
 
+// Skips the test, with one line saying why, where the CUDA rows cannot run.
+#define PX_SKIP_WITHOUT_CUDA() \
+  if (const std::string why = cuda_unavailable_reason(); !why.empty()) GTEST_SKIP() << "CUDA rows: " << why
+
 TEST(BackendOps, CudaKernelsMatchTheReference) {
-  const std::string why = cuda_unavailable_reason();
-  if (!why.empty()) GTEST_SKIP() << "CUDA rows: " << why;
+  PX_SKIP_WITHOUT_CUDA();
 #ifdef PARALLAX_WITH_CUDA
   run_table(cuda_under_test());
 #endif
 }
 
 TEST(BackendOps, CudaReferenceKernelsMatchTheReference) {
-  const std::string why = cuda_unavailable_reason();
-  if (!why.empty()) GTEST_SKIP() << "CUDA reference rows: " << why;
+  PX_SKIP_WITHOUT_CUDA();
 #ifdef PARALLAX_WITH_CUDA
   run_table(cuda_reference_under_test());
 #endif

@@ -14,25 +14,6 @@ void check_same_shape(const char* op, const Tensor& a, const Tensor& b) {
   CHECK(a.shape() == b.shape()) << "ref::" << op << ": " << a.str() << " vs " << b.str();
 }
 
-// op(v; alpha) in double
-double unary_value(UnaryOp op, double v, double alpha) {
-  switch (op) {
-    case UnaryOp::neg: return -v;
-    case UnaryOp::exp: return std::exp(v);
-    case UnaryOp::log: return std::log(v);
-    case UnaryOp::sqrt: return std::sqrt(v);
-    case UnaryOp::relu: return v < 0.0 ? 0.0 : v;
-    case UnaryOp::gelu: return 0.5 * v * (1.0 + std::erf(v * kInvSqrt2));
-    case UnaryOp::tanh: return std::tanh(v);
-    case UnaryOp::sigmoid: return 1.0 / (1.0 + std::exp(-v));
-    case UnaryOp::add_scalar: return v + alpha;
-    case UnaryOp::mul_scalar: return alpha * v;
-    case UnaryOp::pow: return std::pow(v, alpha);
-  }
-  LOG(FATAL) << "ref::unary: unknown op " << static_cast<int>(op);
-  __builtin_unreachable();
-}
-
 // d op / dx from x (log, relu, gelu, pow) or from y = op(x) (exp, sqrt, tanh, sigmoid)
 double unary_derivative(UnaryOp op, double x, double y, double alpha) {
   switch (op) {
@@ -49,6 +30,27 @@ double unary_derivative(UnaryOp op, double x, double y, double alpha) {
     case UnaryOp::pow: return alpha == 0.0 ? 0.0 : alpha * std::pow(x, alpha - 1.0);
   }
   LOG(FATAL) << "ref::unary_backward: unknown op " << static_cast<int>(op);
+  __builtin_unreachable();
+}
+
+}  // namespace
+
+// op(v; alpha) in double
+double unary_value(UnaryOp op, double v, double alpha) {
+  switch (op) {
+    case UnaryOp::neg: return -v;
+    case UnaryOp::exp: return std::exp(v);
+    case UnaryOp::log: return std::log(v);
+    case UnaryOp::sqrt: return std::sqrt(v);
+    case UnaryOp::relu: return v < 0.0 ? 0.0 : v;
+    case UnaryOp::gelu: return 0.5 * v * (1.0 + std::erf(v * kInvSqrt2));
+    case UnaryOp::tanh: return std::tanh(v);
+    case UnaryOp::sigmoid: return 1.0 / (1.0 + std::exp(-v));
+    case UnaryOp::add_scalar: return v + alpha;
+    case UnaryOp::mul_scalar: return alpha * v;
+    case UnaryOp::pow: return std::pow(v, alpha);
+  }
+  LOG(FATAL) << "ref::unary: unknown op " << static_cast<int>(op);
   __builtin_unreachable();
 }
 
@@ -71,8 +73,6 @@ double binary_value(BinaryOp op, double a, double b) {
   LOG(FATAL) << "ref::binary: unknown op " << static_cast<int>(op);
   __builtin_unreachable();
 }
-
-}  // namespace
 
 // dst_i = src_i
 void copy(const Tensor& src, const Tensor& dst) {

@@ -22,6 +22,9 @@ void uniform(const Tensor& out, uint64_t seed, uint64_t offset, double lo, doubl
 void normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std);
 // y_i = x_i / (1 - p) where philox_uniform_f32(seed, offset + i) >= p, else 0.  x, y one shape.
 void dropout(const Tensor& x, const Tensor& y, double p, uint64_t seed, uint64_t offset);
+// op(v; alpha) and a op b (1 or 0 for comparisons) for single values.
+double unary_value(UnaryOp op, double v, double alpha);
+double binary_value(BinaryOp op, double a, double b);
 // out = op(x; alpha); gx = gy op'(x) from x or y = op(x), the same choice as the backends.  One shape each.
 void unary(UnaryOp op, const Tensor& x, const Tensor& out, double alpha);
 void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& gy, const Tensor& gx, double alpha);
