@@ -234,23 +234,6 @@ TEST(CpuBackend, DropoutMaskRegeneratesAndKeepsOneMinusP) {
 
 // ---------------------------------------------------------------- unary
 
-double unary_ref(UnaryOp op, double x, double a) {
-  switch (op) {
-    case UnaryOp::neg: return -x;
-    case UnaryOp::exp: return std::exp(x);
-    case UnaryOp::log: return std::log(x);
-    case UnaryOp::sqrt: return std::sqrt(x);
-    case UnaryOp::relu: return x > 0 ? x : 0;
-    case UnaryOp::gelu: return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
-    case UnaryOp::tanh: return std::tanh(x);
-    case UnaryOp::sigmoid: return 1 / (1 + std::exp(-x));
-    case UnaryOp::add_scalar: return x + a;
-    case UnaryOp::mul_scalar: return a * x;
-    case UnaryOp::pow: return std::pow(x, a);
-  }
-  return 0;
-}
-
 const UnaryOp kUnaryOps[] = {UnaryOp::neg,     UnaryOp::exp,        UnaryOp::log,        UnaryOp::sqrt,
                              UnaryOp::relu,    UnaryOp::gelu,       UnaryOp::tanh,       UnaryOp::sigmoid,
                              UnaryOp::add_scalar, UnaryOp::mul_scalar, UnaryOp::pow};
@@ -269,7 +252,7 @@ TEST(CpuBackend, UnaryMatchesFormulasOnStridedInputs) {
           }
           Tensor y = empty_like(x, dt), want = empty_like(x, DType::f64);
           be().unary(op, x, y, alpha);
-          for (int64_t i = 0; i < x.numel(); ++i) store(want, i, unary_ref(op, load(x, i), alpha));
+          ref::unary(op, x, want, alpha);
           ASSERT_TRUE(close(y, want, dt == DType::f32 ? 1e-5 : 1e-12, dt == DType::f32 ? 1e-6 : 1e-14))
               << "op " << static_cast<int>(op) << " " << dtype_name(dt) << " kind " << kind << " alpha " << alpha;
         }
@@ -331,7 +314,7 @@ TEST(CpuBackend, UnaryBackwardMatchesFiniteDifferences) {
       be().unary_backward(op, x, y, gy, gx, alpha);
       for (int64_t i = 0; i < x.numel(); ++i) {
         const double xv = load(x, i), h = 1e-6;
-        const double d = (unary_ref(op, xv + h, alpha) - unary_ref(op, xv - h, alpha)) / (2 * h);
+        const double d = (ref::unary_value(op, xv + h, alpha) - ref::unary_value(op, xv - h, alpha)) / (2 * h);
         ASSERT_NEAR(load(gx, i), load(gy, i) * d, 1e-6 * (1 + std::abs(load(gy, i) * d)))
             << "op " << static_cast<int>(op) << " alpha " << alpha << " x " << xv;
       }
@@ -339,24 +322,6 @@ TEST(CpuBackend, UnaryBackwardMatchesFiniteDifferences) {
 }
 
 // ---------------------------------------------------------------- binary / where
-
-double binary_ref(BinaryOp op, double a, double b) {
-  switch (op) {
-    case BinaryOp::add: return a + b;
-    case BinaryOp::sub: return a - b;
-    case BinaryOp::mul: return a * b;
-    case BinaryOp::div: return a / b;
-    case BinaryOp::maximum: return std::max(a, b);
-    case BinaryOp::minimum: return std::min(a, b);
-    case BinaryOp::eq: return a == b;
-    case BinaryOp::ne: return a != b;
-    case BinaryOp::lt: return a < b;
-    case BinaryOp::le: return a <= b;
-    case BinaryOp::gt: return a > b;
-    case BinaryOp::ge: return a >= b;
-  }
-  return 0;
-}
 
 TEST(CpuBackend, BinaryWithBroadcastAndTransposedOperands) {
   const BinaryOp ops[] = {BinaryOp::add, BinaryOp::sub, BinaryOp::mul, BinaryOp::div, BinaryOp::maximum,
@@ -376,7 +341,7 @@ TEST(CpuBackend, BinaryWithBroadcastAndTransposedOperands) {
           Tensor out = Tensor::empty(shape, od);
           be().binary(op, a, b, out);
           for (int64_t i = 0; i < out.numel(); ++i) {
-            double want = binary_ref(op, load(a, i), load(b, i));
+            double want = ref::binary_value(op, load(a, i), load(b, i));
             if (!is_floating(dt) && !is_comparison(op)) want = static_cast<double>(static_cast<int64_t>(want));
             ASSERT_NEAR(load(out, i), want, dt == DType::f32 ? 1e-6 * (1 + std::abs(want)) : 1e-12)
                 << "op " << static_cast<int>(op) << " " << dtype_name(dt) << " kinds " << ka << kb << " i " << i;

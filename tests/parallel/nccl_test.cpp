@@ -281,8 +281,4 @@ TEST_F(NcclGroup, RejectsTensorsOffItsDeviceOrNotContiguousOrNotReducible) {
 }  // namespace
 }  // namespace px::parallel
 
-#else  // PARALLAX_WITH_NCCL
-
-TEST(NcclGroup, NeedsACudaBuild) { GTEST_SKIP() << "built without PARALLAX_CUDA: there is no NCCL group"; }
-
 #endif  // PARALLAX_WITH_NCCL

@@ -1,5 +1,5 @@
-// Plain reference kernels (simple loops, double accumulation, one thread) that the optimised
-// CPU and CUDA kernels are tested against. Same contracts as the Backend methods of the same name.
+// Plain reference kernels (simple loops, double math, one thread) that the optimised CPU and CUDA
+// kernels are tested against: one per Backend method, with that method's contract (any strides here).
 #pragma once
 
 #include <cstdint>
@@ -14,7 +14,32 @@ double load(const Tensor& t, int64_t linear);
 // Writes v, converted to t's dtype, at row-major position `linear`.
 void store(const Tensor& t, int64_t linear, double v);
 
-// c = alpha * a @ b + beta * c per batch; a (B, M, K), b (B, K, N), c (B, M, N), any strides.
+// reference_elementwise.cpp. dst = src converted; equal shapes.
+void copy(const Tensor& src, const Tensor& dst);
+void fill(const Tensor& dst, double value);
+// out_i = lo + (hi - lo) philox_uniform(seed, offset + i) / mean + std philox_normal(seed, offset + i).
+void uniform(const Tensor& out, uint64_t seed, uint64_t offset, double lo, double hi);
+void normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std);
+// y_i = x_i / (1 - p) where philox_uniform_f32(seed, offset + i) >= p, else 0.  x, y one shape.
+void dropout(const Tensor& x, const Tensor& y, double p, uint64_t seed, uint64_t offset);
+// op(v; alpha) and a op b (1 or 0 for comparisons) for single values.
+double unary_value(UnaryOp op, double v, double alpha);
+double binary_value(BinaryOp op, double a, double b);
+// out = op(x; alpha); gx = gy op'(x) from x or y = op(x), the same choice as the backends.  One shape each.
+void unary(UnaryOp op, const Tensor& x, const Tensor& out, double alpha);
+void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& gy, const Tensor& gx, double alpha);
+// out = a op b (bool for comparisons); out = cond ? a : b.  Operands expanded to out's shape.
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out);
+void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out);
+
+// reference_index.cpp. x (O, D, I) <-> out/src (O, L, I) with index i64 (L) for index_select / index_add;
+// index with out's (gather) or src's (scatter_add) shape.
+void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out);
+void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src);
+void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out);
+void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src);
+
+// reference_kernels.cpp. c = alpha * a @ b + beta * c per batch; a (B, M, K), b (B, K, N), c (B, M, N).
 void gemm(const Tensor& a, const Tensor& b, const Tensor& c, double alpha, double beta);
 // out = reduce of x over the dims where out has size 1 and x does not (argmax: first max, i64).
 void reduce(ReduceOp op, const Tensor& x, const Tensor& out);
