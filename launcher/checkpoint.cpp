@@ -418,6 +418,123 @@ struct ParamLoad {
   const ckpt::proto::OptimizerParamState* saved = nullptr;
 };
 
+// A checkpoint being loaded into a model of `layout`: the listing checks (each a CheckpointError naming the
+// entry), then the tensors cut to this rank's part. Nothing is modified until every check has passed.
+class CheckpointLoad {
+ public:
+  CheckpointLoad(const std::string& checkpoint_dir, const nn::Module& model, const ShardLayout& layout)
+      : manifest_(read_manifest(checkpoint_dir)),
+        manifest_path_(join(checkpoint_dir, kManifestFile)),
+        model_(model),
+        named_params_(model.named_parameters()),
+        layout_(layout),
+        tp_size_(layout.tp != nullptr ? layout.tp->size() : 1) {}
+
+  const ckpt::proto::Manifest& manifest() const { return manifest_; }
+
+  // Every model/ entry, and the optim/ entries when there is an optimizer to fill.
+  std::map<std::string, const ckpt::proto::TensorEntry*> wanted_entries(bool with_optimizer) const {
+    std::map<std::string, const ckpt::proto::TensorEntry*> wanted;
+    for (const ckpt::proto::TensorEntry& e : manifest_.tensors())
+      if (starts_with(e.name(), kModelPrefix) || with_optimizer) wanted.emplace(e.name(), &e);
+    return wanted;
+  }
+
+  // The model's entries: the same keys, shapes and dtypes as its state dict, and no other.
+  void check_model(const std::map<std::string, const ckpt::proto::TensorEntry*>& wanted,
+                   const nn::StateDict& expected) const {
+    for (const auto& [key, t] : expected) {
+      const std::string name = model_entry(key);
+      auto it = wanted.find(name);
+      if (it == wanted.end()) fail(manifest_path_, name + ": missing (the " + model_.type_name() + " has it)");
+      const Shape shape(it->second->shape().begin(), it->second->shape().end());
+      if (shape != full_shape(t, t)) {
+        fail(manifest_path_,
+             name + ": shape " + shape_str(shape) + " in the checkpoint, the model has " + shape_str(full_shape(t, t)));
+      }
+      if (it->second->dtype() != dtype_name(t.dtype())) {
+        fail(manifest_path_,
+             name + ": dtype " + it->second->dtype() + " in the checkpoint, the model has " + dtype_name(t.dtype()));
+      }
+    }
+    for (const auto& [name, e] : wanted)
+      if (starts_with(name, kModelPrefix) && !expected.count(name.substr(sizeof(kModelPrefix) - 1)))
+        fail(manifest_path_, name + ": not a parameter or persistent buffer of the " + model_.type_name());
+  }
+
+  // The optimizer's parameters by name with their saved state: each saved state must belong to one of them,
+  // with its shape, and every optim/ entry to a saved state.
+  std::map<std::string, ParamLoad> plan_optimizer(const std::map<std::string, const ckpt::proto::TensorEntry*>& wanted,
+                                                  const optim::Optimizer& optimizer) const {
+    if (manifest_.optimizer() != optimizer.name())
+      fail(manifest_path_, "optimizer state of " + manifest_.optimizer() + ", loading into " + optimizer.name());
+    std::map<std::string, ParamLoad> loads;
+    for (const Tensor& param : optimizer.model_params()) {
+      const std::string name = parameter_name(named_params_, param);
+      CHECK(!name.empty()) << "load_checkpoint: " << optimizer.name() << " parameter " << param.str()
+                           << " is not a parameter of the " << model_.type_name();
+      loads[name].param = param;
+    }
+    std::set<std::string> used;
+    for (const ckpt::proto::OptimizerParamState& s : manifest_.optimizer_state()) {
+      auto it = loads.find(s.param());
+      if (it == loads.end())
+        fail(manifest_path_, "optimizer_state '" + s.param() + "': not a parameter of the " + optimizer.name());
+      it->second.saved = &s;
+      for (const std::string& key : s.keys()) {
+        const std::string name = optim_entry(key, s.param());
+        const ckpt::proto::TensorEntry* e = wanted.at(name);  // check_manifest: listed
+        used.insert(name);
+        const Shape shape(e->shape().begin(), e->shape().end());
+        const Tensor& param = it->second.param;
+        if (shape != full_shape(param, param)) {
+          fail(manifest_path_,
+               name + ": shape " + shape_str(shape) + ", the parameter has " + shape_str(full_shape(param, param)));
+        }
+      }
+    }
+    for (const auto& [name, e] : wanted)
+      if (starts_with(name, kOptimPrefix) && !used.count(name))
+        fail(manifest_path_, name + ": not the state of any parameter in optimizer_state");
+    return loads;
+  }
+
+  // The saved state of each random stream of `state`: every one must be in the checkpoint.
+  std::vector<std::pair<Generator*, const ckpt::proto::RngState*>> plan_rngs(const TrainState& state) const {
+    std::vector<std::pair<Generator*, const ckpt::proto::RngState*>> loads;
+    for (const auto& [name, gen] : state.rngs) {
+      CHECK(gen != nullptr) << "load_checkpoint: rng '" << name << "' is null";
+      auto it = std::find_if(manifest_.rng().begin(), manifest_.rng().end(),
+                             [&](const ckpt::proto::RngState& r) { return r.name() == name; });
+      if (it == manifest_.rng().end()) fail(manifest_path_, "rng '" + name + "' is not in the checkpoint");
+      loads.emplace_back(gen, &*it);
+    }
+    return loads;
+  }
+
+  // This rank's part of a full tensor read from the file that is `param` or its optimizer state.
+  Tensor local_part(const Tensor& full, const Tensor& param) const {
+    const std::optional<parallel::ShardSpec> spec = sharded_spec(named_params_, param, layout_);
+    return spec ? parallel::shard_of(full, *spec, layout_.tp->rank(), tp_size_) : full;
+  }
+
+ private:
+  // The tp = 1 shape of a local tensor that is `param` or its optimizer state.
+  Shape full_shape(const Tensor& t, const Tensor& param) const {
+    Shape shape = t.shape();
+    if (const std::optional<parallel::ShardSpec> spec = sharded_spec(named_params_, param, layout_))
+      shape[spec->dim] *= tp_size_;
+    return shape;
+  }
+
+  const ckpt::proto::Manifest manifest_;
+  const std::string manifest_path_;
+  const nn::Module& model_;
+  const std::vector<std::pair<std::string, Tensor>> named_params_;
+  const ShardLayout& layout_;
+  const int tp_size_;
+};
+
 }  // namespace
 
 ckpt::proto::Manifest read_manifest(const std::string& checkpoint_dir) {
@@ -518,108 +635,32 @@ std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
 
 ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Module& model,
                                       optim::Optimizer* optimizer, TrainState* state, const ShardLayout& layout) {
-  const ckpt::proto::Manifest manifest = read_manifest(checkpoint_dir);
-  const std::vector<std::pair<std::string, Tensor>> named_params = model.named_parameters();
-  const int tp_size = layout.tp != nullptr ? layout.tp->size() : 1;
-  // The tp = 1 shape of a local tensor that is `param` or its optimizer state.
-  auto full_shape = [&](const Tensor& t, const Tensor& param) {
-    Shape shape = t.shape();
-    if (const std::optional<parallel::ShardSpec> spec = sharded_spec(named_params, param, layout))
-      shape[spec->dim] *= tp_size;
-    return shape;
-  };
-  // This rank's part of a full tensor read from the file.
-  auto local_part = [&](const Tensor& full, const Tensor& param) {
-    const std::optional<parallel::ShardSpec> spec = sharded_spec(named_params, param, layout);
-    return spec ? parallel::shard_of(full, *spec, layout.tp->rank(), tp_size) : full;
-  };
-  const std::string manifest_path = join(checkpoint_dir, kManifestFile);
-
-  // What to read: every model/ entry, and the optim/ entries when there is an optimizer to fill.
-  std::map<std::string, const ckpt::proto::TensorEntry*> wanted;
-  for (const ckpt::proto::TensorEntry& e : manifest.tensors())
-    if (starts_with(e.name(), kModelPrefix) || optimizer != nullptr) wanted.emplace(e.name(), &e);
-
-  // Model: the same keys, shapes and dtypes as the state dict.
+  const CheckpointLoad load(checkpoint_dir, model, layout);
+  const ckpt::proto::Manifest& manifest = load.manifest();
+  const std::map<std::string, const ckpt::proto::TensorEntry*> wanted = load.wanted_entries(optimizer != nullptr);
   const nn::StateDict expected = model.state_dict();
-  for (const auto& [key, t] : expected) {
-    const std::string name = model_entry(key);
-    auto it = wanted.find(name);
-    if (it == wanted.end()) fail(manifest_path, name + ": missing (the " + model.type_name() + " has it)");
-    const Shape shape(it->second->shape().begin(), it->second->shape().end());
-    if (shape != full_shape(t, t)) {
-      fail(manifest_path,
-           name + ": shape " + shape_str(shape) + " in the checkpoint, the model has " + shape_str(full_shape(t, t)));
-    }
-    if (it->second->dtype() != dtype_name(t.dtype())) {
-      fail(manifest_path,
-           name + ": dtype " + it->second->dtype() + " in the checkpoint, the model has " + dtype_name(t.dtype()));
-    }
-  }
-  for (const auto& [name, e] : wanted)
-    if (starts_with(name, kModelPrefix) && !expected.count(name.substr(sizeof(kModelPrefix) - 1)))
-      fail(manifest_path, name + ": not a parameter or persistent buffer of the " + model.type_name());
-
-  // Optimizer: each saved parameter state must belong to a parameter of `optimizer`, with its shape.
-  std::map<std::string, ParamLoad> param_loads;  // by parameter name
-  if (optimizer != nullptr) {
-    if (manifest.optimizer() != optimizer->name())
-      fail(manifest_path, "optimizer state of " + manifest.optimizer() + ", loading into " + optimizer->name());
-    for (const Tensor& param : optimizer->model_params()) {
-      const std::string name = parameter_name(named_params, param);
-      CHECK(!name.empty()) << "load_checkpoint: " << optimizer->name() << " parameter " << param.str()
-                           << " is not a parameter of the " << model.type_name();
-      param_loads[name].param = param;
-    }
-    std::set<std::string> used;
-    for (const ckpt::proto::OptimizerParamState& s : manifest.optimizer_state()) {
-      auto it = param_loads.find(s.param());
-      if (it == param_loads.end())
-        fail(manifest_path, "optimizer_state '" + s.param() + "': not a parameter of the " + optimizer->name());
-      it->second.saved = &s;
-      for (const std::string& key : s.keys()) {
-        const std::string name = optim_entry(key, s.param());
-        const ckpt::proto::TensorEntry* e = wanted.at(name);  // check_manifest: listed
-        used.insert(name);
-        const Shape shape(e->shape().begin(), e->shape().end());
-        const Tensor& param = it->second.param;
-        if (shape != full_shape(param, param)) {
-          fail(manifest_path,
-               name + ": shape " + shape_str(shape) + ", the parameter has " + shape_str(full_shape(param, param)));
-        }
-      }
-    }
-    for (const auto& [name, e] : wanted)
-      if (starts_with(name, kOptimPrefix) && !used.count(name))
-        fail(manifest_path, name + ": not the state of any parameter in optimizer_state");
-  }
-
-  // Random streams: each one of `state` must be in the checkpoint.
-  std::vector<std::pair<Generator*, const ckpt::proto::RngState*>> rng_loads;
-  if (state != nullptr) {
-    for (const auto& [name, gen] : state->rngs) {
-      CHECK(gen != nullptr) << "load_checkpoint: rng '" << name << "' is null";
-      auto it = std::find_if(manifest.rng().begin(), manifest.rng().end(),
-                             [&](const ckpt::proto::RngState& r) { return r.name() == name; });
-      if (it == manifest.rng().end()) fail(manifest_path, "rng '" + name + "' is not in the checkpoint");
-      rng_loads.emplace_back(gen, &*it);
-    }
-  }
+  load.check_model(wanted, expected);
+  const std::map<std::string, ParamLoad> param_loads =
+      optimizer != nullptr ? load.plan_optimizer(wanted, *optimizer) : std::map<std::string, ParamLoad>{};
+  const auto rng_loads = state != nullptr ? load.plan_rngs(*state)
+                                          : std::vector<std::pair<Generator*, const ckpt::proto::RngState*>>{};
 
   // Everything is listed consistently; read and verify the data before touching anything.
   const std::map<std::string, Tensor> tensors = read_tensors(checkpoint_dir, wanted);
 
   nn::StateDict model_state;
-  for (const auto& [key, t] : expected) model_state.emplace(key, local_part(tensors.at(model_entry(key)), t));
+  for (const auto& [key, t] : expected) model_state.emplace(key, load.local_part(tensors.at(model_entry(key)), t));
   model.load_state_dict(model_state, /*strict=*/true);
   if (optimizer != nullptr) {
     // Parameters never updated when saved have no entry: no state, as in a fresh optimizer.
     std::vector<optim::FullParamState> restored;
-    for (const auto& [name, load] : param_loads) {
-      if (load.saved == nullptr) continue;
-      optim::FullParamState param_state{load.param, optim::ParamState{load.saved->step(), {}}};
-      for (const std::string& key : load.saved->keys())
-        param_state.state.tensors.emplace(key, local_part(tensors.at(optim_entry(key, name)), load.param));
+    for (const auto& [name, param_load] : param_loads) {
+      if (param_load.saved == nullptr) continue;
+      optim::FullParamState param_state{param_load.param, optim::ParamState{param_load.saved->step(), {}}};
+      for (const std::string& key : param_load.saved->keys()) {
+        param_state.state.tensors.emplace(key,
+                                          load.local_part(tensors.at(optim_entry(key, name)), param_load.param));
+      }
       restored.push_back(std::move(param_state));
     }
     optimizer->load_full_state(restored);
