@@ -1,30 +1,92 @@
-// MultiheadAttention: construction with torch's initialisation, head splitting, the masked scaled
-// dot-product core shared by self- and cross-attention, and the key/value cache bookkeeping.
+// MultiheadAttention: construction with torch's initialisation, and the multi-head steps it shares with the
+// tensor-parallel layer: head splitting, the key/value cache bookkeeping, and scaled_dot_product_attention.
 #include "core/nn/attention.h"
 
 #include <cmath>
-#include <limits>
 
 #include "core/ops/ops.h"
 
 namespace px::nn {
 
-// k_pos > q_pos with q_pos = q_offset + i, k_pos = j.
-Tensor causal_mask(int64_t T, int64_t S, int64_t q_offset, Device device) {
-  const Tensor q_pos = reshape(narrow(arange(q_offset + T, DType::i64, device), 0, q_offset, T), {T, 1});
-  const Tensor k_pos = reshape(arange(S, DType::i64, device), {1, S});
-  return gt(k_pos, q_pos);
-}
-
 namespace {
 
-void check_sequence(const Tensor& t, int64_t d_model, const char* what) {
-  CHECK(t.defined() && t.dim() == 3 && t.size(2) == d_model)
-      << "MultiheadAttention(d_model " << d_model << "): " << what << " must be (B, L, d_model), got "
-      << (t.defined() ? t.str() : std::string("undefined"));
+// (B, L, n * heads * head_dim) -> n tensors (B, heads, L, head_dim), the i-th from the i-th block of columns.
+std::vector<Tensor> split_heads(const Tensor& packed, int64_t n, int64_t heads, int64_t head_dim) {
+  const int64_t B = packed.size(0), L = packed.size(1), d_local = heads * head_dim;
+  CHECK_EQ(packed.size(2), n * d_local) << "attention: projection " << packed.str() << " is not " << n << " x "
+                                        << heads << " heads of " << head_dim;
+  std::vector<Tensor> split;
+  for (int64_t i = 0; i < n; ++i) {
+    const Tensor part = narrow(packed, 2, i * d_local, d_local);  // (B, L, d_local)
+    split.push_back(transpose(reshape(part, {B, L, heads, head_dim}), 1, 2));
+  }
+  return split;
+}
+
+// scaled_dot_product_attention with the module's dropout, heads concatenated: -> (B, T, heads * dh)
+Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_padding_mask, bool causal,
+              const Dropout& attn_dropout) {
+  const AttentionDropout dropout{attn_dropout.is_training() ? attn_dropout.p() : 0.0, &attn_dropout.generator()};
+  const Tensor context = scaled_dot_product_attention(q, k, v, key_padding_mask, causal, dropout);  // (B,h,T,dh)
+  const int64_t B = q.size(0), T = q.size(2);
+  return reshape(transpose(context, 1, 2), {B, T, q.size(1) * q.size(3)});
+}
+
+void check_cache_matches(const KVCache& cache, const Tensor& x, int64_t heads) {
+  CHECK(cache.k.size(0) == x.size(0) && cache.k.size(1) == heads)
+      << "attention: cache " << cache.k.str() << " does not match input " << x.str() << " with " << heads
+      << " heads";
 }
 
 }  // namespace
+
+// W_in ~ U(-b, b), b = sqrt(6 / (fan_in + fan_out)) over the (3d, d) matrix.
+Tensor draw_in_projection(int64_t d_model, Generator& gen, DType dtype) {
+  const double bound = std::sqrt(6.0 / static_cast<double>(d_model + 3 * d_model));
+  return rand({3 * d_model, d_model}, gen, -bound, bound, dtype);
+}
+
+void check_sequence(const Tensor& t, int64_t d_model, const char* module, const char* what) {
+  CHECK(t.defined() && t.dim() == 3 && t.size(2) == d_model)
+      << module << "(d_model " << d_model << "): " << what << " must be (B, L, d_model), got "
+      << (t.defined() ? t.str() : std::string("undefined"));
+}
+
+// attend(q, [cache; k], [cache; v]) with the queries following the cached positions.
+Tensor attend_self(const Tensor& qkv, int64_t heads, int64_t head_dim, const Tensor& key_padding_mask, bool causal,
+                   KVCache* cache, const Dropout& attn_dropout) {
+  const std::vector<Tensor> split = split_heads(qkv, 3, heads, head_dim);
+  Tensor k = split[1], v = split[2];
+  if (cache != nullptr) {
+    if (!cache->empty()) {
+      check_cache_matches(*cache, qkv, heads);
+      k = cat({cache->k, k}, 2);
+      v = cat({cache->v, v}, 2);
+    }
+    cache->k = k;
+    cache->v = v;
+  }
+  return attend(split[0], k, v, key_padding_mask, causal, attn_dropout);
+}
+
+// attend(q, memory W_k, memory W_v), the memory projections taken from the cache when it holds them.
+Tensor attend_cross(const Tensor& q, const Tensor& memory, const std::function<Tensor(const Tensor&)>& project_memory,
+                    int64_t heads, int64_t head_dim, int64_t d_model, const Tensor& memory_key_padding_mask,
+                    KVCache* cache, const Dropout& attn_dropout) {
+  const Tensor q_heads = split_heads(q, 1, heads, head_dim)[0];
+  if (cache != nullptr && !cache->empty()) {
+    check_cache_matches(*cache, q, heads);
+    return attend(q_heads, cache->k, cache->v, memory_key_padding_mask, false, attn_dropout);
+  }
+  check_sequence(memory, d_model, "attention", "memory");
+  CHECK_EQ(memory.size(0), q.size(0)) << "attention: memory " << memory.str() << " for queries " << q.str();
+  const std::vector<Tensor> kv = split_heads(project_memory(memory), 2, heads, head_dim);
+  if (cache != nullptr) {
+    cache->k = kv[0];
+    cache->v = kv[1];
+  }
+  return attend(q_heads, kv[0], kv[1], memory_key_padding_mask, false, attn_dropout);
+}
 
 MultiheadAttention::MultiheadAttention(int64_t d_model, int64_t num_heads, double dropout, Generator& init_gen,
                                        Generator& dropout_gen, bool self_attention, DType dtype)
@@ -42,12 +104,11 @@ MultiheadAttention::MultiheadAttention(int64_t d_model, int64_t num_heads, doubl
   init_like_torch(init_gen, dtype);
 }
 
-// W_in ~ U(-b, b) with b = sqrt(6 / (fan_in + fan_out)) over the whole (3d, d) matrix; b_in = b_out = 0.
+// W_in = draw_in_projection; b_in = b_out = 0.
 void MultiheadAttention::init_like_torch(Generator& gen, DType dtype) {
   NoGradGuard no_grad;
   const int64_t d = d_model_;
-  const double bound = std::sqrt(6.0 / static_cast<double>(d + 3 * d));
-  const Tensor w_in = rand({3 * d, d}, gen, -bound, bound, dtype);
+  const Tensor w_in = draw_in_projection(d, gen, dtype);  // (3d, d)
   if (qkv_) {
     copy_(qkv_->weight(), w_in);
     fill_(qkv_->bias(), 0.0);
@@ -60,75 +121,25 @@ void MultiheadAttention::init_like_torch(Generator& gen, DType dtype) {
   fill_(out_->bias(), 0.0);
 }
 
-std::vector<Tensor> MultiheadAttention::split_heads(const Tensor& packed, int64_t n) const {
-  const int64_t B = packed.size(0), L = packed.size(1);
-  std::vector<Tensor> heads;
-  for (int64_t i = 0; i < n; ++i) {
-    const Tensor part = narrow(packed, 2, i * d_model_, d_model_);  // (B, L, d)
-    heads.push_back(transpose(reshape(part, {B, L, num_heads_, head_dim()}), 1, 2));
-  }
-  return heads;
-}
-
-// out(concat_h(softmax(q_h k_h^T / sqrt(dh) + masks) v_h)), masked entries at -inf before the softmax.
-Tensor MultiheadAttention::attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_padding_mask,
-                                  bool causal, int64_t q_offset) const {
-  const int64_t B = q.size(0), T = q.size(2), S = k.size(2);
-  constexpr double kMasked = -std::numeric_limits<double>::infinity();
-  Tensor scores = matmul(q, transpose(k, 2, 3)) * (1.0 / std::sqrt(static_cast<double>(head_dim())));  // (B,H,T,S)
-  if (key_padding_mask.defined()) {
-    CHECK(key_padding_mask.dtype() == DType::boolean && key_padding_mask.shape() == (Shape{B, S}))
-        << "MultiheadAttention: key_padding_mask must be bool (B, S) = (" << B << ", " << S << "), got "
-        << key_padding_mask.str();
-    scores = masked_fill(scores, reshape(key_padding_mask, {B, 1, 1, S}), kMasked);
-  }
-  if (causal) scores = masked_fill(scores, causal_mask(T, S, q_offset, q.device()), kMasked);
-  const Tensor probs = attn_dropout_->forward(softmax(scores));  // (B, H, T, S)
-  const Tensor context = transpose(matmul(probs, v), 1, 2);  // (B, T, H, dh)
-  return out_->forward(reshape(context, {B, T, d_model_}));
-}
-
-// y = attend(x W_q, [cache; x W_k], [cache; x W_v]) with queries at positions cache length + i.
+// y = out(attend_self(x W_qkv))
 Tensor MultiheadAttention::forward(const Tensor& x, const Tensor& key_padding_mask, bool causal,
                                    KVCache* cache) const {
   CHECK(is_self_attention()) << "MultiheadAttention::forward: this module was built for cross-attention "
                                 "(call forward_cross)";
-  check_sequence(x, d_model_, "x");
-  const std::vector<Tensor> qkv = split_heads(qkv_->forward(x), 3);
-  Tensor k = qkv[1], v = qkv[2];
-  const int64_t past = cache != nullptr ? cache->length() : 0;
-  if (cache != nullptr) {
-    if (!cache->empty()) {
-      CHECK(cache->k.size(0) == x.size(0) && cache->k.size(1) == num_heads_)
-          << "MultiheadAttention: cache " << cache->k.str() << " does not match input " << x.str();
-      k = cat({cache->k, k}, 2);
-      v = cat({cache->v, v}, 2);
-    }
-    cache->k = k;
-    cache->v = v;
-  }
-  return attend(qkv[0], k, v, key_padding_mask, causal, past);
+  check_sequence(x, d_model_, "MultiheadAttention", "x");
+  return out_->forward(
+      attend_self(qkv_->forward(x), num_heads_, head_dim(), key_padding_mask, causal, cache, *attn_dropout_));
 }
 
-// y = attend(x W_q, memory W_k, memory W_v), the memory projections taken from the cache when it holds them.
+// y = out(attend_cross(x W_q, memory W_kv))
 Tensor MultiheadAttention::forward_cross(const Tensor& x, const Tensor& memory, const Tensor& memory_key_padding_mask,
                                          KVCache* cache) const {
   CHECK(!is_self_attention()) << "MultiheadAttention::forward_cross: this module was built for self-attention "
                                  "(call forward)";
-  check_sequence(x, d_model_, "x");
-  const Tensor q = split_heads(q_->forward(x), 1)[0];
-  if (cache != nullptr && !cache->empty()) {
-    CHECK_EQ(cache->k.size(0), x.size(0)) << "MultiheadAttention: cached memory batch differs from x " << x.str();
-    return attend(q, cache->k, cache->v, memory_key_padding_mask, false, 0);
-  }
-  check_sequence(memory, d_model_, "memory");
-  CHECK_EQ(memory.size(0), x.size(0)) << "MultiheadAttention: memory " << memory.str() << " for x " << x.str();
-  const std::vector<Tensor> kv = split_heads(kv_->forward(memory), 2);
-  if (cache != nullptr) {
-    cache->k = kv[0];
-    cache->v = kv[1];
-  }
-  return attend(q, kv[0], kv[1], memory_key_padding_mask, false, 0);
+  check_sequence(x, d_model_, "MultiheadAttention", "x");
+  const auto project_memory = [this](const Tensor& m) { return kv_->forward(m); };
+  return out_->forward(attend_cross(q_->forward(x), memory, project_memory, num_heads_, head_dim(), d_model_,
+                                    memory_key_padding_mask, cache, *attn_dropout_));
 }
 
 }  // namespace px::nn

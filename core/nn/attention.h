@@ -2,6 +2,7 @@
 // padding and causal masks, attention dropout, and a key/value cache for incremental decoding.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -11,10 +12,6 @@
 #include "core/util/generator.h"
 
 namespace px::nn {
-
-// Bool (T, S): true where key j lies after query i, whose absolute position is q_offset + i (the causal mask of
-// queries at positions q_offset.. over keys 0..S-1).
-Tensor causal_mask(int64_t T, int64_t S, int64_t q_offset, Device device);
 
 // Keys and values one attention layer has seen so far while decoding incrementally.
 // Self-attention appends the new positions' projections at each step; cross-attention fills it once
@@ -26,6 +23,29 @@ struct KVCache {
   bool empty() const { return !k.defined(); }
   int64_t length() const { return empty() ? 0 : k.size(2); }
 };
+
+// The multi-head steps MultiheadAttention and parallel::ParallelMultiheadAttention share; `heads` is the number
+// of heads this module computes (all of them, or one tp rank's), heads * head_dim = d_local.
+
+// torch.nn.MultiheadAttention's in_proj_weight draw: xavier-uniform over the whole (3d, d) matrix,
+// U(-b, b) with b = sqrt(6 / (d + 3d)). -> (3d, d), rows q, k, v
+Tensor draw_in_projection(int64_t d_model, Generator& gen, DType dtype);
+
+// Checks t is (B, L, d_model); `module` and `what` name it in the failure.
+void check_sequence(const Tensor& t, int64_t d_model, const char* module, const char* what);
+
+// Self-attention of projected inputs: splits qkv (B, T, 3 d_local) into heads, appends k and v to the cache
+// (queries then follow the cached positions), and attends with masks and dropout as forward documents.
+// -> (B, T, d_local), the heads concatenated, before the output projection
+Tensor attend_self(const Tensor& qkv, int64_t heads, int64_t head_dim, const Tensor& key_padding_mask, bool causal,
+                   KVCache* cache, const Dropout& attn_dropout);
+
+// Cross-attention of projected queries q (B, T, d_local) over memory (B, S, d_model): keys and values are
+// project_memory(memory) (B, S, 2 d_local) split into heads, or the cache's when it holds them (memory may then
+// be undefined); a non-empty cache is filled. -> (B, T, d_local), before the output projection
+Tensor attend_cross(const Tensor& q, const Tensor& memory, const std::function<Tensor(const Tensor&)>& project_memory,
+                    int64_t heads, int64_t head_dim, int64_t d_model, const Tensor& memory_key_padding_mask,
+                    KVCache* cache, const Dropout& attn_dropout);
 
 // Parameters (self-attention): qkv.weight (3d, d) with rows q, k, v (torch's in_proj_weight), qkv.bias (3d),
 // out.weight (d, d), out.bias (d). Cross-attention has q.weight (d, d), q.bias (d), kv.weight (2d, d) with
@@ -76,12 +96,6 @@ class MultiheadAttention : public Module {
  private:
   // Draws the (3d, d) xavier-uniform in-projection and zeroes the biases.
   void init_like_torch(Generator& gen, DType dtype);
-  // (B, L, n * d) -> n tensors (B, H, L, dh), the i-th from columns [i d, (i + 1) d).
-  std::vector<Tensor> split_heads(const Tensor& packed, int64_t n) const;
-  // q (B, H, T, dh), k and v (B, H, S, dh); key_padding_mask (B, S) or undefined; causal with queries at
-  // absolute positions q_offset.. -> (B, T, d) after the output projection.
-  Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_padding_mask, bool causal,
-                int64_t q_offset) const;
 
   int64_t d_model_, num_heads_;
   std::shared_ptr<Linear> qkv_;  // d -> 3d (self-attention only)

@@ -17,6 +17,7 @@ class Dropout : public Module {
   Tensor operator()(const Tensor& x) const { return forward(x); }
 
   double p() const { return p_; }
+  Generator& generator() const { return *gen_; }
 
  private:
   double p_;
