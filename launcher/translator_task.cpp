@@ -73,11 +73,11 @@ TranslatorBundle build_translator(const config::Config& config, const Translatio
   const uint64_t seed = config.train().seed();
   bundle.init_gen = std::make_unique<Generator>(data::philox_key(seed, 0, /*domain=*/0x1417));
   bundle.dropout_gen = std::make_unique<Generator>(data::philox_key(seed, 1, /*domain=*/0x1417));
-  translator::TensorParallel tp;
+  models::TensorParallel tp;
+  if (grid != nullptr) tp.group = &grid->tp();
   if (grid != nullptr && grid->tp_size() > 1) {
     bundle.sharded_dropout_gen = std::make_unique<Generator>(
         data::philox_key(seed, 2 + static_cast<uint64_t>(grid->tp_rank()), /*domain=*/0x1417));
-    tp.group = &grid->tp();
     tp.sharded_dropout_gen = bundle.sharded_dropout_gen.get();
   }
   const translator::TranslatorOptions options =

@@ -28,20 +28,15 @@ void require(bool ok, const std::string& message) {
   if (!ok) throw ConfigError("TranslatorOptions." + message);
 }
 
-// fairseq's embedding init: N(0, d^-1/2), with the pad row zero so padding embeds to the positions only.
-std::shared_ptr<nn::Embedding> make_embedding(int64_t vocab, const TranslatorOptions& options, Generator& gen) {
-  auto table = std::make_shared<nn::Embedding>(vocab, options.d_model, gen, options.dtype);
-  NoGradGuard no_grad;
-  mul_(table->weight(), 1.0 / std::sqrt(static_cast<double>(options.d_model)));
-  fill_(narrow(table->weight(), 0, options.pad_id, 1), 0.0);
-  return table;
+void check_label_smoothing(double eps) {
+  if (!(eps >= 0.0 && eps < 1.0)) throw ConfigError("label_smoothing: must be in [0, 1), got " + std::to_string(eps));
 }
 
-// The same for this rank's rows [start, start + V / tp) of the table: scaling commutes with slicing, and the pad
-// row is zeroed where it lives.
-std::shared_ptr<parallel::VocabParallelEmbedding> make_parallel_embedding(int64_t vocab,
-                                                                          const TranslatorOptions& options,
-                                                                          Generator& gen, parallel::ProcessGroup& tp) {
+// fairseq's embedding init: N(0, d^-1/2), with the pad row zero so padding embeds to the positions only; on
+// this rank's rows [start, start + V / tp) of the table (scaling commutes with slicing; the pad row is zeroed
+// where it lives).
+std::shared_ptr<parallel::VocabParallelEmbedding> make_embedding(int64_t vocab, const TranslatorOptions& options,
+                                                                 Generator& gen, parallel::ProcessGroup& tp) {
   auto table = std::make_shared<parallel::VocabParallelEmbedding>(vocab, options.d_model, gen, tp, options.dtype);
   NoGradGuard no_grad;
   mul_(table->weight(), 1.0 / std::sqrt(static_cast<double>(options.d_model)));
@@ -79,25 +74,17 @@ void check_options(const TranslatorOptions& options) {
 }
 
 Translator::Translator(const TranslatorOptions& options, Generator& init_gen, Generator& dropout_gen,
-                       const TensorParallel& tp)
-    : Module("Translator"), options_(options), tp_(tp) {
+                       const models::TensorParallel& tp)
+    : Module("Translator"), options_(options), tp_(models::with_group(tp, &own_group_)) {
   check_options(options);
   const TranslatorOptions& o = options_;
-  // One table "embed" when shared, else "src_embed" and "tgt_embed", made by make(vocab) in that order.
-  auto add_tables = [&](auto& src, auto& tgt, auto make) {
-    if (o.share_embeddings) {
-      src = tgt = register_module("embed", make(o.src_vocab));
-    } else {
-      src = register_module("src_embed", make(o.src_vocab));
-      tgt = register_module("tgt_embed", make(o.tgt_vocab));
-    }
-  };
-  if (tp.enabled()) {
-    CHECK(tp.sharded_dropout_gen != nullptr) << "Translator: tensor parallelism needs a sharded dropout generator";
-    add_tables(src_embed_tp_, tgt_embed_tp_,
-               [&](int64_t vocab) { return make_parallel_embedding(vocab, o, init_gen, *tp.group); });
+  parallel::ProcessGroup& group = *tp_.group;
+  // One table "embed" when shared, else "src_embed" and "tgt_embed", in that order.
+  if (o.share_embeddings) {
+    src_embed_ = tgt_embed_ = register_module("embed", make_embedding(o.src_vocab, o, init_gen, group));
   } else {
-    add_tables(src_embed_, tgt_embed_, [&](int64_t vocab) { return make_embedding(vocab, o, init_gen); });
+    src_embed_ = register_module("src_embed", make_embedding(o.src_vocab, o, init_gen, group));
+    tgt_embed_ = register_module("tgt_embed", make_embedding(o.tgt_vocab, o, init_gen, group));
   }
   positions_ = register_module(
       "positions", std::make_shared<nn::SinusoidalPositionalEncoding>(o.d_model, o.max_positions, o.dtype));
@@ -106,9 +93,9 @@ Translator::Translator(const TranslatorOptions& options, Generator& init_gen, Ge
   auto encoder = std::make_shared<Container>("TransformerEncoder");
   auto encoder_layers = encoder->add("layers", std::make_shared<nn::ModuleList>());
   for (int64_t i = 0; i < o.encoder_layers; ++i) {
-    encoder_layers_.push_back(encoder_layers->push_back(std::make_shared<TransformerEncoderLayer>(
+    encoder_layers_.push_back(encoder_layers->push_back(std::make_shared<models::TransformerEncoderLayer>(
         o.d_model, o.num_heads, o.d_ff, o.dropout, o.attention_dropout, o.activation, o.pre_norm, init_gen,
-        dropout_gen, o.dtype, tp)));
+        dropout_gen, o.dtype, tp_)));
   }
   if (o.pre_norm) encoder_norm_ = encoder->add("norm", std::make_shared<nn::LayerNorm>(o.d_model, 1e-5, true, o.dtype));
   encoder_ = register_module("encoder", encoder);
@@ -116,20 +103,16 @@ Translator::Translator(const TranslatorOptions& options, Generator& init_gen, Ge
   auto decoder = std::make_shared<Container>("TransformerDecoder");
   auto decoder_layers = decoder->add("layers", std::make_shared<nn::ModuleList>());
   for (int64_t i = 0; i < o.decoder_layers; ++i) {
-    decoder_layers_.push_back(decoder_layers->push_back(std::make_shared<TransformerDecoderLayer>(
+    decoder_layers_.push_back(decoder_layers->push_back(std::make_shared<models::TransformerDecoderLayer>(
         o.d_model, o.num_heads, o.d_ff, o.dropout, o.attention_dropout, o.activation, o.pre_norm, init_gen,
-        dropout_gen, o.dtype, tp)));
+        dropout_gen, o.dtype, tp_)));
   }
   if (o.pre_norm) decoder_norm_ = decoder->add("norm", std::make_shared<nn::LayerNorm>(o.d_model, 1e-5, true, o.dtype));
   decoder_ = register_module("decoder", decoder);
 
-  if (!o.tie_output && tp.enabled()) {
-    output_proj_tp_ = register_module("output_proj", std::make_shared<parallel::ColumnParallelLinear>(
-                                                         o.d_model, o.tgt_vocab, init_gen, *tp.group, /*bias=*/false,
-                                                         o.dtype));
-  } else if (!o.tie_output) {
-    output_proj_ = register_module(
-        "output_proj", std::make_shared<nn::Linear>(o.d_model, o.tgt_vocab, init_gen, /*bias=*/false, o.dtype));
+  if (!o.tie_output) {
+    output_proj_ = register_module("output_proj", std::make_shared<parallel::ColumnParallelLinear>(
+                                                      o.d_model, o.tgt_vocab, init_gen, group, /*bias=*/false, o.dtype));
   }
 }
 
@@ -141,8 +124,7 @@ Tensor Translator::embed(bool source, const Tensor& ids, int64_t offset) const {
     throw DataError("Translator: positions [" + std::to_string(offset) + ", " + std::to_string(offset + ids.size(1)) +
                     ") exceed max_positions " + std::to_string(options_.max_positions));
   }
-  const Tensor looked_up = tp_.enabled() ? (source ? src_embed_tp_ : tgt_embed_tp_)->forward(ids)
-                                         : (source ? src_embed_ : tgt_embed_)->forward(ids);  // (B, L, d)
+  const Tensor looked_up = (source ? src_embed_ : tgt_embed_)->forward(ids);  // (B, L, d)
   const Tensor scaled = looked_up * std::sqrt(static_cast<double>(options_.d_model));  // (B, L, d)
   return embed_dropout_->forward(positions_->forward(scaled, offset));
 }
@@ -174,14 +156,13 @@ Tensor Translator::decode_hidden(const Tensor& tgt_in, const Encoded& enc, Decod
 
 // tied: h E^T (E the target table, or this rank's rows of it); untied: output_proj(h).
 Tensor Translator::logits_shard(const Tensor& h) const {
-  if (!tp_.enabled()) return output_proj_ ? output_proj_->forward(h) : linear(h, tgt_embed_->weight());
-  if (output_proj_tp_) return output_proj_tp_->forward(h);
-  return linear(parallel::copy_to_tp_region(h, *tp_.group), tgt_embed_tp_->weight());
+  if (output_proj_) return output_proj_->forward(h);
+  return linear(parallel::copy_to_tp_region(h, *tp_.group), tgt_embed_->weight());
 }
 
 Tensor Translator::decode(const Tensor& tgt_in, const Encoded& enc, DecoderCache* cache) const {
   const Tensor shard = logits_shard(decode_hidden(tgt_in, enc, cache));  // (B, T, V_tgt / tp)
-  return tp_.enabled() ? parallel::gather_from_tp_region(shard, *tp_.group) : shard;
+  return parallel::gather_from_tp_region(shard, *tp_.group);
 }
 
 Tensor Translator::forward(const Tensor& src, const Tensor& tgt_in) const { return decode(tgt_in, encode(src)); }
@@ -194,11 +175,6 @@ Tensor Translator::loss(const Tensor& src, const Tensor& tgt_in, const Tensor& t
 std::vector<Tensor> Translator::losses(const Tensor& src, const Tensor& tgt_in, const Tensor& tgt_out,
                                        const std::vector<double>& label_smoothings, Reduction reduction) const {
   std::vector<Tensor> out;
-  if (!tp_.enabled()) {
-    const Tensor logits = forward(src, tgt_in);
-    for (double eps : label_smoothings) out.push_back(translation_loss(logits, tgt_out, options_.pad_id, eps, reduction));
-    return out;
-  }
   const Tensor shard = logits_shard(decode_hidden(tgt_in, encode(src), nullptr));  // (B, T, V_tgt / tp)
   CHECK(tgt_out.dim() == 2 && tgt_out.size(0) == shard.size(0) && tgt_out.size(1) == shard.size(1))
       << "Translator::loss: targets " << tgt_out.str() << " for logits " << shard.str();
@@ -206,7 +182,7 @@ std::vector<Tensor> Translator::losses(const Tensor& src, const Tensor& tgt_in, 
   const Tensor flat_shard = reshape(shard, {rows, shard.size(2)});  // (B T, V_tgt / tp)
   const Tensor flat_target = reshape(tgt_out, {rows});              // (B T)
   for (double eps : label_smoothings) {
-    if (!(eps >= 0.0 && eps < 1.0)) throw ConfigError("label_smoothing: must be in [0, 1), got " + std::to_string(eps));
+    check_label_smoothing(eps);
     out.push_back(parallel::vocab_parallel_cross_entropy(flat_shard, flat_target, options_.pad_id, eps, *tp_.group,
                                                          reduction));
   }
@@ -222,7 +198,7 @@ DecoderCache Translator::new_cache() const {
 void DecoderCache::select_rows(const Tensor& rows) {
   CHECK(rows.defined() && rows.dim() == 1 && rows.dtype() == DType::i64)
       << "DecoderCache::select_rows: rows must be i64 (B'), got " << (rows.defined() ? rows.str() : "undefined");
-  for (DecoderLayerCache& layer : layers) {
+  for (models::DecoderLayerCache& layer : layers) {
     for (nn::KVCache* kv : {&layer.self_attn, &layer.cross_attn}) {
       if (kv->empty()) continue;
       kv->k = index_select(kv->k, 0, rows);
@@ -236,9 +212,7 @@ Tensor translation_loss(const Tensor& logits, const Tensor& tgt_out, int64_t pad
   CHECK(logits.dim() == 3 && tgt_out.dim() == 2 && tgt_out.size(0) == logits.size(0) &&
         tgt_out.size(1) == logits.size(1))
       << "translation_loss: logits " << logits.str() << " must be (B, T, V) for targets " << tgt_out.str();
-  if (!(label_smoothing >= 0.0 && label_smoothing < 1.0)) {
-    throw ConfigError("label_smoothing: must be in [0, 1), got " + std::to_string(label_smoothing));
-  }
+  check_label_smoothing(label_smoothing);
   const int64_t rows = logits.size(0) * logits.size(1);
   return cross_entropy(reshape(logits, {rows, logits.size(2)}), reshape(tgt_out, {rows}), pad_id, label_smoothing,
                        reduction);

@@ -6,15 +6,13 @@
 #include <vector>
 
 #include "core/nn/dropout.h"
-#include "core/nn/embedding.h"
 #include "core/nn/layer_norm.h"
-#include "core/nn/linear.h"
 #include "core/nn/module.h"
 #include "core/nn/module_list.h"
 #include "core/nn/positional_encoding.h"
 #include "core/ops/loss.h"
 #include "core/util/generator.h"
-#include "models/translator/transformer_layers.h"
+#include "models/common/transformer_layers.h"
 #include "parallel/tp/parallel_linear.h"
 #include "parallel/tp/vocab_parallel.h"
 
@@ -46,7 +44,7 @@ struct Encoded {
 
 // A decoder's state while decoding one position at a time.
 struct DecoderCache {
-  std::vector<DecoderLayerCache> layers;  // one per decoder layer
+  std::vector<models::DecoderLayerCache> layers;  // one per decoder layer
   int64_t length = 0;                     // positions decoded so far (the positional offset)
 
   // Keeps batch rows `rows` (i64 (B'), indices into the current batch) of every cached tensor, in that order:
@@ -62,16 +60,16 @@ struct DecoderCache {
 // Embeddings are drawn N(0, d^-1/2) with the pad row zero (fairseq), attention as torch's MultiheadAttention,
 // other Linears torch's default. Embedding outputs are scaled by sqrt(d) before positions are added.
 //
-// Tensor parallel (tp.enabled()): the same names with sharded parameters — embeddings VocabParallelEmbedding
-// (V / tp rows), attention and feed-forward blocks their parallel versions, output_proj a ColumnParallelLinear
-// (V / tp rows); LayerNorms replicated. Every shard is the slice of the tp = 1 weights of the same seed. Both
-// vocabularies must be divisible by tp (no padding; a px::ConfigError otherwise).
+// One set of layers at every tp, a group of one when tp.group is null: embeddings VocabParallelEmbedding (V / tp
+// rows), models::TransformerEncoderLayer / DecoderLayer, output_proj a ColumnParallelLinear (V / tp rows);
+// LayerNorms replicated. At tp > 1 the same names hold sharded parameters, every shard the slice of the tp = 1
+// weights of the same seed. Both vocabularies must be divisible by tp (no padding; a px::ConfigError otherwise).
 class Translator : public nn::Module {
  public:
-  // Weights from init_gen; dropout masks from dropout_gen (replicated activations) and tp's sharded stream,
-  // which must outlive the model.
+  // Weights from init_gen; dropout masks from dropout_gen (replicated activations, and the sharded ones at
+  // tp = 1) and tp's sharded stream at tp > 1; the generators and tp.group must outlive the model.
   Translator(const TranslatorOptions& options, Generator& init_gen, Generator& dropout_gen,
-             const TensorParallel& tp = {});
+             const models::TensorParallel& tp = {});
 
   // src i64 (B, S), right-padded with pad_id -> memory (B, S, d) and the padding mask.
   // Here and in decode, positions beyond max_positions are a px::DataError naming it.
@@ -104,17 +102,16 @@ class Translator : public nn::Module {
   Tensor logits_shard(const Tensor& h) const;
 
   TranslatorOptions options_;
-  TensorParallel tp_;
-  std::shared_ptr<nn::Embedding> src_embed_, tgt_embed_;  // tp = 1; the same object when shared
-  std::shared_ptr<parallel::VocabParallelEmbedding> src_embed_tp_, tgt_embed_tp_;  // tp > 1; likewise
+  std::unique_ptr<parallel::ProcessGroup> own_group_;  // the group of one when none is given
+  models::TensorParallel tp_;  // its group set
+  std::shared_ptr<parallel::VocabParallelEmbedding> src_embed_, tgt_embed_;  // the same object when shared
   std::shared_ptr<nn::SinusoidalPositionalEncoding> positions_;
   std::shared_ptr<nn::Dropout> embed_dropout_;
   std::shared_ptr<nn::Module> encoder_, decoder_;  // containers of `layers` (ModuleList) and `norm`
-  std::vector<std::shared_ptr<TransformerEncoderLayer>> encoder_layers_;
-  std::vector<std::shared_ptr<TransformerDecoderLayer>> decoder_layers_;
+  std::vector<std::shared_ptr<models::TransformerEncoderLayer>> encoder_layers_;
+  std::vector<std::shared_ptr<models::TransformerDecoderLayer>> decoder_layers_;
   std::shared_ptr<nn::LayerNorm> encoder_norm_, decoder_norm_;  // pre-norm only
-  std::shared_ptr<nn::Linear> output_proj_;  // untied only, no bias (tp = 1)
-  std::shared_ptr<parallel::ColumnParallelLinear> output_proj_tp_;  // untied only, no bias (tp > 1)
+  std::shared_ptr<parallel::ColumnParallelLinear> output_proj_;  // untied only, no bias
 };
 
 // Label-smoothed cross-entropy of the target tokens, padding ignored:

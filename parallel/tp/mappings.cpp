@@ -11,10 +11,13 @@ namespace px::parallel {
 
 namespace {
 
-// A copy of x summed over the group (x itself is left untouched: it may be saved for backward). x (...)
+// x summed over the group, in place when x is the only handle on its storage (then nothing saved it for a
+// backward and nobody else sees the change: a partial sum moved into reduce_from_tp_region, a gradient only the
+// engine holds), else in a copy. x (...)
 Tensor all_reduce_sum(const Tensor& x, ProcessGroup& tp) {
   NoGradGuard no_grad;
-  Tensor out = clone(x.detach());
+  const bool sole_owner = x.impl_ptr().use_count() == 1 && x.storage().use_count() == 1 && x.is_contiguous();
+  Tensor out = sole_owner ? x.detach() : clone(x.detach());
   tp.all_reduce(out, ReduceOp::sum)->wait();
   return out;
 }
@@ -62,7 +65,7 @@ Tensor copy_to_tp_region(const Tensor& x, ProcessGroup& tp) {
 }
 
 // forward: y = sum_r x_r   backward: gx = g
-Tensor reduce_from_tp_region(const Tensor& x, ProcessGroup& tp) {
+Tensor reduce_from_tp_region(Tensor x, ProcessGroup& tp) {
   CHECK(x.defined()) << "reduce_from_tp_region: undefined tensor";
   if (tp.size() == 1) return x;
   Tensor y = all_reduce_sum(x, tp);

@@ -15,9 +15,16 @@ namespace {
 int64_t local_heads_or_throw(int64_t num_heads, const ProcessGroup& tp) {
   if (num_heads % tp.size() != 0) {
     throw ConfigError("attention num_heads " + std::to_string(num_heads) +
-                      " is not divisible by the tensor-parallel size parallel.tp = " + std::to_string(tp.size()));
+                      " is not divisible by the tensor-parallel size " + std::to_string(tp.size()));
   }
   return num_heads / tp.size();
+}
+
+// pos (B or 1, L, d) for x (B, L, d).
+void check_positions(const Tensor& pos, const Tensor& x) {
+  CHECK(pos.dim() == 3 && (pos.size(0) == x.size(0) || pos.size(0) == 1) && pos.size(1) == x.size(1) &&
+        pos.size(2) == x.size(2))
+      << "ParallelMultiheadAttention: positions " << pos.str() << " for input " << x.str();
 }
 
 }  // namespace
@@ -63,25 +70,40 @@ ParallelMultiheadAttention::ParallelMultiheadAttention(int64_t d_model, int64_t 
   fill_(out_->bias(), 0.0);
 }
 
-// y = out(attend_self(x W_qkv)) over the local heads; the row-parallel `out` sums the ranks' parts.
+// [(x + pos) W_1^T, ..., (x + pos) W_{n-1}^T, x W_n^T] + b, W_i this rank's i-th row block.
+Tensor ParallelMultiheadAttention::project_with_pos(const ColumnParallelLinear& projection, int64_t n,
+                                                    const Tensor& x, const Tensor& pos) const {
+  if (!pos.defined()) return projection.forward(x);
+  check_positions(pos, x);
+  const int64_t d_local = local_heads_ * (d_model_ / num_heads_);
+  return cat({projection.forward_features(x + pos, 0, (n - 1) * d_local),
+              projection.forward_features(x, (n - 1) * d_local, d_local)},
+             2);  // (B, L, n d_local)
+}
+
+// y = out(attend_self([(x + pos) W_q, (x + pos) W_k, x W_v])) over the local heads; the row-parallel `out` sums
+// the ranks' parts.
 Tensor ParallelMultiheadAttention::forward(const Tensor& x, const Tensor& key_padding_mask, bool causal,
-                                           nn::KVCache* cache) const {
+                                           nn::KVCache* cache, const Tensor& pos) const {
   CHECK(qkv_ != nullptr) << "ParallelMultiheadAttention::forward: this module was built for cross-attention "
                             "(call forward_cross)";
   nn::check_sequence(x, d_model_, "ParallelMultiheadAttention", "x");
-  return out_->forward(nn::attend_self(qkv_->forward(x), local_heads_, d_model_ / num_heads_, key_padding_mask,
-                                       causal, cache, *attn_dropout_));
+  return out_->forward(nn::attend_self(project_with_pos(*qkv_, 3, x, pos), local_heads_, d_model_ / num_heads_,
+                                       key_padding_mask, causal, cache, *attn_dropout_));
 }
 
-// y = out(attend_cross(x W_q, memory W_kv)) over the local heads.
+// y = out(attend_cross((x + query_pos) W_q, [(memory + memory_pos) W_k, memory W_v])) over the local heads.
 Tensor ParallelMultiheadAttention::forward_cross(const Tensor& x, const Tensor& memory,
-                                                 const Tensor& memory_key_padding_mask, nn::KVCache* cache) const {
+                                                 const Tensor& memory_key_padding_mask, nn::KVCache* cache,
+                                                 const Tensor& query_pos, const Tensor& memory_pos) const {
   CHECK(qkv_ == nullptr) << "ParallelMultiheadAttention::forward_cross: this module was built for self-attention "
                             "(call forward)";
   nn::check_sequence(x, d_model_, "ParallelMultiheadAttention", "x");
-  const auto project_memory = [this](const Tensor& m) { return kv_->forward(m); };
-  return out_->forward(nn::attend_cross(q_->forward(x), memory, project_memory, local_heads_, d_model_ / num_heads_,
-                                        d_model_, memory_key_padding_mask, cache, *attn_dropout_));
+  const auto project_memory = [&](const Tensor& m) { return project_with_pos(*kv_, 2, m, memory_pos); };
+  if (query_pos.defined()) check_positions(query_pos, x);
+  const Tensor q = q_->forward(query_pos.defined() ? x + query_pos : x);  // (B, T, d_local)
+  return out_->forward(nn::attend_cross(q, memory, project_memory, local_heads_, d_model_ / num_heads_, d_model_,
+                                        memory_key_padding_mask, cache, *attn_dropout_));
 }
 
 }  // namespace px::parallel

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/nn/attention.h"
@@ -25,12 +27,16 @@ class ParallelMultiheadAttention : public nn::Module, public TensorParallelModul
                              DType dtype = DType::f32);
 
   // As nn::MultiheadAttention::forward; x replicated over tp; the cache holds this rank's heads
-  // (B, H / tp, S, dh). -> (B, T, d) replicated
+  // (B, H / tp, S, dh). pos (B or 1, T, d), when given, is added to the queries' and keys' input but not the
+  // values' (DETR: q = k = x + pos, v = x). -> (B, T, d) replicated
   Tensor forward(const Tensor& x, const Tensor& key_padding_mask = Tensor(), bool causal = false,
-                 nn::KVCache* cache = nullptr) const;
-  // As nn::MultiheadAttention::forward_cross. x (B, T, d), memory (B, S, d) replicated -> (B, T, d) replicated
+                 nn::KVCache* cache = nullptr, const Tensor& pos = Tensor()) const;
+  // As nn::MultiheadAttention::forward_cross. x (B, T, d), memory (B, S, d) replicated; query_pos (B or 1, T, d)
+  // is added to x for the queries, memory_pos (B or 1, S, d) to memory for the keys (not the values): DETR's
+  // decoder. -> (B, T, d) replicated
   Tensor forward_cross(const Tensor& x, const Tensor& memory, const Tensor& memory_key_padding_mask = Tensor(),
-                       nn::KVCache* cache = nullptr) const;
+                       nn::KVCache* cache = nullptr, const Tensor& query_pos = Tensor(),
+                       const Tensor& memory_pos = Tensor()) const;
   // Own parameters are all in child Linears, which declare their specs; nothing here.
   std::vector<std::pair<std::string, ShardSpec>> shard_specs() const override { return {}; }
 
@@ -39,6 +45,10 @@ class ParallelMultiheadAttention : public nn::Module, public TensorParallelModul
   int64_t local_heads() const { return local_heads_; }
 
  private:
+  // `projection`'s local output (B, L, n d_local) for n row blocks of which the first n - 1 (queries, keys) see
+  // x + pos and the last (values) x alone; projection->forward(x) without pos.
+  Tensor project_with_pos(const ColumnParallelLinear& projection, int64_t n, const Tensor& x, const Tensor& pos) const;
+
   int64_t d_model_, num_heads_, local_heads_;
   ProcessGroup* tp_;
   std::shared_ptr<ColumnParallelLinear> qkv_, q_, kv_;  // (3d -> 3d / tp), (d / tp), (2d / tp)

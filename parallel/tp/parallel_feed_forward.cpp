@@ -15,7 +15,7 @@ ParallelFeedForward::ParallelFeedForward(int64_t d_model, int64_t d_ff, nn::Acti
   // Checked before anything is drawn.
   if (d_ff % tp.size() != 0) {
     throw ConfigError("feed-forward d_ff " + std::to_string(d_ff) +
-                      " is not divisible by the tensor-parallel size parallel.tp = " + std::to_string(tp.size()));
+                      " is not divisible by the tensor-parallel size " + std::to_string(tp.size()));
   }
   fc1_ = register_module("fc1", std::make_shared<ColumnParallelLinear>(d_model, d_ff, init_gen, tp, true, dtype));
   dropout_ = register_module("dropout", std::make_shared<nn::Dropout>(dropout, sharded_dropout_gen));

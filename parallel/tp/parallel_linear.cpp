@@ -69,6 +69,17 @@ Tensor ColumnParallelLinear::forward(const Tensor& x) const {
   return reshape(contiguous(transpose(reshape(gathered, split_shape), tp_dim, tp_dim + 1)), out_shape);
 }
 
+// y_r = copy(x) W_r[start : start + count]^T + b_r[start : start + count]
+Tensor ColumnParallelLinear::forward_features(const Tensor& x, int64_t start, int64_t count) const {
+  CHECK(x.dim() >= 1 && x.size(-1) == in_features_)
+      << "ColumnParallelLinear(" << in_features_ << " -> " << out_features_ << "): input " << x.str();
+  CHECK(start >= 0 && count > 0 && start + count <= weight_.size(0))
+      << "ColumnParallelLinear::forward_features: features [" << start << ", " << start + count << ") outside this "
+      << "rank's " << weight_.size(0);
+  const Tensor bias = bias_.defined() ? narrow(bias_, 0, start, count) : Tensor();  // (count)
+  return linear(copy_to_tp_region(x, *tp_), narrow(weight_, 0, start, count), bias);  // (..., count)
+}
+
 std::vector<std::pair<std::string, ShardSpec>> ColumnParallelLinear::shard_specs() const {
   std::vector<std::pair<std::string, ShardSpec>> specs{{"weight", ShardSpec{0, groups_}}};
   if (bias_.defined()) specs.emplace_back("bias", ShardSpec{0, groups_});
@@ -99,6 +110,7 @@ Tensor RowParallelLinear::forward(const Tensor& x) const {
   CHECK(x.dim() >= 1 && x.size(-1) == expected_in)
       << "RowParallelLinear(" << in_features_ << " / tp " << tp_->size() << " -> " << out_features_
       << ", input_is_parallel " << input_is_parallel_ << "): input " << x.str();
+  if (tp_->size() == 1) return linear(x, weight_, bias_);
   const Tensor x_local = input_is_parallel_ ? x : scatter_to_tp_region(x, *tp_);  // (..., in / tp)
   const Tensor y = reduce_from_tp_region(linear(x_local, weight_), *tp_);  // (..., out)
   return bias_.defined() ? add(y, bias_) : y;

@@ -19,6 +19,10 @@ class ColumnParallelLinear : public nn::Module, public TensorParallelModule {
   // x (..., in), replicated over tp -> (..., out / tp), or (..., out) with gather_output
   Tensor forward(const Tensor& x) const;
   Tensor operator()(const Tensor& x) const { return forward(x); }
+  // This rank's output features [start, start + count) alone (a block of rows of weight), never gathered:
+  // attention projecting queries and keys from one input and values from another.
+  // x (..., in), replicated over tp -> (..., count)
+  Tensor forward_features(const Tensor& x, int64_t start, int64_t count) const;
   std::vector<std::pair<std::string, ShardSpec>> shard_specs() const override;
 
   const Tensor& weight() const { return weight_; }  // (out / tp, in)
@@ -35,7 +39,8 @@ class ColumnParallelLinear : public nn::Module, public TensorParallelModule {
 };
 
 // y = sum_r x_r W_r^T + b for this rank's columns W_r of W (out, in); parameters weight (out, in / tp) and
-// bias (out), replicated and added once after the all-reduce. Draws like nn::Linear and keeps the slice.
+// bias (out), replicated and added once after the all-reduce (at tp = 1 inside the GEMM, as nn::Linear adds
+// it). Draws like nn::Linear and keeps the slice.
 class RowParallelLinear : public nn::Module, public TensorParallelModule {
  public:
   RowParallelLinear(int64_t in_features, int64_t out_features, Generator& gen, ProcessGroup& tp, bool bias = true,

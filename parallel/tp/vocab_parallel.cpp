@@ -3,6 +3,7 @@
 #include "parallel/tp/vocab_parallel.h"
 
 #include <string>
+#include <utility>
 
 #include "core/autograd/grad_mode.h"
 #include "core/autograd/node.h"
@@ -55,11 +56,12 @@ VocabParallelEmbedding::VocabParallelEmbedding(int64_t num_embeddings, int64_t e
 
 // forward: y = sum_r [id in range_r] W_r[id - start_r]   backward: gW_r[v] = sum of g over ids == start_r + v
 Tensor VocabParallelEmbedding::forward(const Tensor& ids) const {
+  if (tp_->size() == 1) return embedding(weight_, ids);
   const Tensor ids64 = detail::checked_indices(ids, num_embeddings_, "VocabParallelEmbedding");  // (...)
   Tensor outside;  // (...) bool
   const Tensor local = local_ids(ids64, vocab_start_, weight_.size(0), 0, &outside);  // (...)
-  const Tensor partial = masked_fill(embedding(weight_, local), unsqueeze(outside, -1), 0.0);  // (..., d)
-  return reduce_from_tp_region(partial, *tp_);
+  Tensor partial = masked_fill(embedding(weight_, local), unsqueeze(outside, -1), 0.0);  // (..., d)
+  return reduce_from_tp_region(std::move(partial), *tp_);
 }
 
 std::vector<std::pair<std::string, ShardSpec>> VocabParallelEmbedding::shard_specs() const {
@@ -76,6 +78,7 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits_shard, const Tensor& ta
   CHECK(target.dim() == 1 && target.size(0) == logits_shard.size(0))
       << "vocab_parallel_cross_entropy: target " << target.str() << " for logits " << logits_shard.str();
   CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0) << "label_smoothing " << label_smoothing;
+  if (tp.size() == 1) return cross_entropy(logits_shard, target, ignore_index, label_smoothing, reduction);
   const double eps = label_smoothing;
   const int64_t n = logits_shard.size(0), local_vocab = logits_shard.size(1);
   const int64_t vocab = local_vocab * tp.size();

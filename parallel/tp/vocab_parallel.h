@@ -10,8 +10,9 @@
 namespace px::parallel {
 
 // Rows [vocab_start, vocab_start + V / tp) of the (V, d) table; ids outside the range embed to 0 locally and
-// the all-reduce (reduce_from_tp_region) sums in the rank that owns them. Parameter weight (V / tp, d), drawn
-// as nn::Embedding draws the full table (N(0, 1)) from `gen`, sliced. V % tp != 0 is a px::ConfigError.
+// the all-reduce (reduce_from_tp_region) sums in the rank that owns them; at tp = 1 a plain lookup. Parameter
+// weight (V / tp, d), drawn as nn::Embedding draws the full table (N(0, 1)) from `gen`, sliced. V % tp != 0 is a
+// px::ConfigError.
 class VocabParallelEmbedding : public nn::Module, public TensorParallelModule {
  public:
   VocabParallelEmbedding(int64_t num_embeddings, int64_t embedding_dim, Generator& gen, ProcessGroup& tp,
@@ -36,7 +37,8 @@ class VocabParallelEmbedding : public nn::Module, public TensorParallelModule {
 // target == ignore_index; lse from an all-reduced max and sum of exps, the target logit and the row sums
 // from all-reduced sums (two all-reduces: max of (N), then sum of the (3, N) exp sums, target logits and row
 // sums). Backward is local:
-// glogits = gloss * (softmax - q) on this rank's columns. Same value on every tp rank.
+// glogits = gloss * (softmax - q) on this rank's columns. Same value on every tp rank; at tp = 1 it is
+// px::cross_entropy.
 // logits_shard (N, V / tp), target i64 (N) -> (N) for Reduction::none, else 0-d (sum, or mean over
 // non-ignored rows)
 Tensor vocab_parallel_cross_entropy(const Tensor& logits_shard, const Tensor& target, int64_t ignore_index,

@@ -1,5 +1,6 @@
-// MultiheadAttention, the Transformer encoder/decoder layers and the sinusoidal positional encoding against
-// PyTorch (tests/oracle/gen_attention.py, f64, same weights), plus incremental decoding, padding, f32 and init.
+// MultiheadAttention, the Transformer encoder/decoder layers (torch's and DETR's) and the sinusoidal positional
+// encoding against PyTorch (tests/oracle/gen_attention.py, f64, same weights), plus incremental decoding,
+// padding, f32 and init.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -9,7 +10,7 @@
 #include "core/nn/attention.h"
 #include "core/nn/positional_encoding.h"
 #include "core/ops/ops.h"
-#include "models/translator/transformer_layers.h"
+#include "models/common/transformer_layers.h"
 #include "tests/common/compare.h"
 #include "tests/common/gradcheck.h"
 #include "tests/common/pxt.h"
@@ -17,9 +18,9 @@
 namespace px::test {
 namespace {
 
-using translator::DecoderLayerCache;
-using translator::TransformerDecoderLayer;
-using translator::TransformerEncoderLayer;
+using models::DecoderLayerCache;
+using models::TransformerDecoderLayer;
+using models::TransformerEncoderLayer;
 
 constexpr int64_t kD = 8, kHeads = 2, kFF = 16, kT = 5, kS = 6;
 // f64 against torch's f64: both sum the same products in different orders, so only rounding differs.
@@ -132,6 +133,24 @@ TEST(TransformerLayersVsTorch, DecoderLayer) {
       check_against_torch(layer, "dec_" + variant(pre_norm, act), {"tgt", "memory"},
                           [&](const std::vector<Tensor>& in) { return layer.forward(in[0], in[1], mask); });
     }
+  }
+}
+
+// DETR's layers: positions added to the queries and keys (never the values) at every layer; the decoder's
+// object queries attend to each other without a causal mask.
+TEST(TransformerLayersVsTorch, DetrPositionsOnQueriesAndKeys) {
+  const Tensor mask = oracle().get("layers.src_mask");
+  for (bool pre_norm : {false, true}) {
+    const std::string norm = pre_norm ? "pre" : "post";
+    Generator gen(15);
+    TransformerEncoderLayer enc(kD, kHeads, kFF, 0.0, nn::Activation::relu, pre_norm, gen, DType::f64);
+    check_against_torch(enc, "detr_enc_" + norm, {"x", "pos"},
+                        [&](const std::vector<Tensor>& in) { return enc.forward(in[0], mask, in[1]); });
+    TransformerDecoderLayer dec(kD, kHeads, kFF, 0.0, nn::Activation::relu, pre_norm, gen, DType::f64);
+    check_against_torch(dec, "detr_dec_" + norm, {"tgt", "memory", "query_pos", "pos"},
+                        [&](const std::vector<Tensor>& in) {
+                          return dec.forward(in[0], in[1], mask, /*cache=*/nullptr, /*causal=*/false, {in[2], in[3]});
+                        });
   }
 }
 

@@ -1,5 +1,6 @@
-# PyTorch references for MultiheadAttention, the Transformer encoder/decoder layers and the sinusoidal
-# positional encoding, in f64 with dropout 0. Torch's parameter names are mapped to Parallax's (see rename).
+# PyTorch references for scaled_dot_product_attention, MultiheadAttention, the Transformer encoder/decoder
+# layers (torch's and DETR's with positions) and the sinusoidal positional encoding, in f64 with dropout 0.
+# Torch's parameter names are mapped to Parallax's (see rename).
 import math
 import os
 import sys
@@ -102,6 +103,87 @@ def layer_cases(out):
                    lambda tgt, memory: dec(tgt, memory, tgt_mask=tgt_causal, memory_key_padding_mask=src_mask))
 
 
+def detr_encoder(layer, x, pos, mask, pre_norm):
+    """DETR's TransformerEncoderLayer (forward_post / forward_pre) on torch's layer's modules: positions are
+    added to the queries and keys of the self-attention, never to its values."""
+    def sa(t):
+        return layer.self_attn(t + pos, t + pos, t, key_padding_mask=mask, need_weights=False)[0]
+
+    def ff(t):
+        return layer.linear2(torch.relu(layer.linear1(t)))
+
+    if pre_norm:
+        x = x + sa(layer.norm1(x))
+        return x + ff(layer.norm2(x))
+    x = layer.norm1(x + sa(x))
+    return layer.norm2(x + ff(x))
+
+
+def detr_decoder(layer, tgt, memory, query_pos, pos, mask, pre_norm):
+    """DETR's TransformerDecoderLayer: query_pos on the self-attention's queries and keys and the
+    cross-attention's queries, pos on the cross-attention's keys; no causal mask."""
+    def sa(t):
+        return layer.self_attn(t + query_pos, t + query_pos, t, need_weights=False)[0]
+
+    def ca(t):
+        return layer.multihead_attn(t + query_pos, memory + pos, memory, key_padding_mask=mask,
+                                    need_weights=False)[0]
+
+    def ff(t):
+        return layer.linear2(torch.relu(layer.linear1(t)))
+
+    if pre_norm:
+        tgt = tgt + sa(layer.norm1(tgt))
+        tgt = tgt + ca(layer.norm2(tgt))
+        return tgt + ff(layer.norm3(tgt))
+    tgt = layer.norm1(tgt + sa(tgt))
+    tgt = layer.norm2(tgt + ca(tgt))
+    return layer.norm3(tgt + ff(tgt))
+
+
+def detr_cases(out):
+    src, tgt = torch.randn(B, S, D), torch.randn(B, T, D)
+    pos, query_pos = torch.randn(B, S, D), torch.randn(B, T, D)
+    src_mask = padding_mask(S)
+    for norm in ("post", "pre"):
+        kw = dict(d_model=D, nhead=H, dim_feedforward=FF, dropout=0.0, batch_first=True)
+        enc = torch.nn.TransformerEncoderLayer(**kw)
+        record(out, f"detr_enc_{norm}", enc, {"x": src, "pos": pos},
+               lambda x, pos: detr_encoder(enc, x, pos, src_mask, norm == "pre"))
+        dec = torch.nn.TransformerDecoderLayer(**kw)
+        record(out, f"detr_dec_{norm}", dec, {"tgt": tgt, "memory": src, "query_pos": query_pos, "pos": pos},
+               lambda tgt, memory, query_pos, pos: detr_decoder(dec, tgt, memory, query_pos, pos, src_mask,
+                                                                norm == "pre"))
+
+
+def sdpa(q, k, v, allowed):
+    """torch.nn.functional.scaled_dot_product_attention's definition (Debian's torch predates the function):
+    softmax(q k^T / sqrt(dh), -inf where not allowed) v, differentiated by torch's autograd."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    return torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1) @ v
+
+
+def sdpa_cases(out):
+    """Scaled dot-product attention with a key padding mask, and causal with the T queries the last of the
+    S positions (bottom-right aligned)."""
+    Tq, Sk, dh = 3, 5, 4
+    for case, causal in (("sdpa_pad", False), ("sdpa_causal_pad", True)):
+        q, k, v = torch.randn(B, H, Tq, dh), torch.randn(B, H, Sk, dh), torch.randn(B, H, Sk, dh)
+        pad = padding_mask(Sk)
+        allowed = ~pad[:, None, None, :]  # (B, 1, 1, S): True takes part
+        if causal:
+            later = torch.arange(Sk)[None, :] > torch.arange(Tq)[:, None] + (Sk - Tq)  # (T, S)
+            allowed = allowed & ~later
+        leaves = {name: t.clone().requires_grad_(True) for name, t in (("q", q), ("k", k), ("v", v))}
+        y = sdpa(leaves["q"], leaves["k"], leaves["v"], allowed)
+        gy = torch.randn_like(y)
+        y.backward(gy)
+        out[f"{case}.mask"] = pad
+        out[f"{case}.y"], out[f"{case}.gy"] = y.detach(), gy
+        for name, t in leaves.items():
+            out[f"{case}.{name}"], out[f"{case}.g{name}"] = t.detach(), t.grad
+
+
 def positional_cases(out):
     for d, max_len in ((8, 20), (7, 12)):
         pos = torch.arange(max_len).unsqueeze(1)
@@ -120,6 +202,8 @@ def main():
     out = {}
     attention_cases(out)
     layer_cases(out)
+    detr_cases(out)
+    sdpa_cases(out)
     positional_cases(out)
     write_pxt(os.path.join(sys.argv[1], "attention.pxt"), out)
 

@@ -46,7 +46,7 @@ inline BuiltTranslator build_small_translator(const translator::TranslatorOption
   BuiltTranslator b;
   b.init = std::make_unique<Generator>(seed);
   b.dropout = std::make_unique<Generator>(seed + 1);
-  translator::TensorParallel tp;
+  models::TensorParallel tp;
   if (grid != nullptr && grid->tp_size() > 1) {
     b.sharded = std::make_unique<Generator>(seed + 2 + grid->tp_rank());
     tp.group = &grid->tp();

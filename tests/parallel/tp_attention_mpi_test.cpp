@@ -413,7 +413,7 @@ TEST(TpConfig, IndivisibleHeadsOrDffAreConfigErrors) {
         const ParallelMultiheadAttention attn(kD, heads, 0.0, init_gen, dropout_gen, self_attention, grid.tp());
       });
       EXPECT_NE(message.find("num_heads " + std::to_string(heads)), std::string::npos) << message;
-      EXPECT_NE(message.find("parallel.tp"), std::string::npos) << message;
+      EXPECT_NE(message.find("tensor-parallel size " + std::to_string(tp)), std::string::npos) << message;
     }
     const int64_t d_ff = 4 * tp + 1;
     const std::string message = config_error_of([&] {

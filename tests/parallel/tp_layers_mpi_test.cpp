@@ -181,10 +181,16 @@ TEST(Mappings, ReduceFromSumsForwardAndPassesGradients) {
     Tensor expected = zeros({3, 5}, DType::f64);
     for (int r = 0; r < tp; ++r) expected = add(expected, rank_randn({3, 5}, 12, r));
     EXPECT_ALL_CLOSE(y, expected, kTol64, kTol64);
-    EXPECT_ALL_CLOSE(x.detach(), x_before, 0.0, 0.0);  // the input is not reduced in place
+    EXPECT_ALL_CLOSE(x.detach(), x_before, 0.0, 0.0);  // an input the caller still holds is not reduced in place
     const Tensor g = same_randn({3, 5}, 13);
     backward(y, g);
     EXPECT_ALL_CLOSE(x.grad(), g, 0.0, 0.0);
+    // A partial sum handed over is reduced in its own storage.
+    Tensor partial = x_before * 1.0;
+    const Storage* storage = partial.storage().get();
+    const Tensor reduced = parallel::reduce_from_tp_region(std::move(partial), grid.tp());
+    EXPECT_EQ(reduced.storage().get(), storage);
+    EXPECT_ALL_CLOSE(reduced, expected, kTol64, kTol64);
   }
 }
 
