@@ -20,6 +20,9 @@
 #include "core/util/error.h"
 #include "tests/common/temp_dir.h"
 
+// The tests of the deprecated model layout read its fields on purpose.
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
 namespace px {
 namespace {
 

@@ -291,6 +291,25 @@ TEST(AttentionDropout, OnlyWhileTrainingOnTheProbabilities) {
   EXPECT_FALSE(all_close(y_train, y_eval, 1e-3, 1e-3));
 }
 
+// At a group of one the sharded activations (attention probabilities, the feed-forward block) drop from the
+// ordinary dropout stream, as the single-process layers did, so a one-rank run is the same with or without a
+// sharded stream.
+TEST(TransformerLayersDropout, OneRankDrawsShardedActivationsFromTheOrdinaryStream) {
+  const Tensor x = uniform64({2, kS, kD}, 17);
+  Tensor outputs[2];
+  for (int with_sharded : {0, 1}) {
+    Generator init(18), drop(19), sharded(20);
+    models::TensorParallel tp;
+    if (with_sharded) tp.sharded_dropout_gen = &sharded;
+    TransformerEncoderLayer layer(kD, kHeads, kFF, 0.5, 0.5, nn::Activation::relu, false, init, drop, DType::f64, tp);
+    outputs[with_sharded] = layer.forward(x);
+    EXPECT_EQ(sharded.offset(), 0u);
+    // attention probabilities (B H S S), the feed-forward's hidden units (B S FF), two residual branches (B S D)
+    EXPECT_EQ(drop.offset(), static_cast<uint64_t>(2 * kHeads * kS * kS + 2 * kS * kFF + 2 * 2 * kS * kD));
+  }
+  EXPECT_ALL_CLOSE(outputs[0], outputs[1], 0, 0);
+}
+
 // ---- positional encoding ----
 
 TEST(PositionalEncoding, MatchesPaperFormulaAndOffsets) {
