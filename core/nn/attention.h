@@ -49,8 +49,9 @@ Tensor attend_cross(const Tensor& q, const Tensor& memory, const std::function<T
 
 // Parameters (self-attention): qkv.weight (3d, d) with rows q, k, v (torch's in_proj_weight), qkv.bias (3d),
 // out.weight (d, d), out.bias (d). Cross-attention has q.weight (d, d), q.bias (d), kv.weight (2d, d) with
-// rows k, v, kv.bias (2d) instead of qkv. Every projection is a plain Linear so tensor parallelism can swap
-// in ColumnParallelLinear (qkv, q, kv) and RowParallelLinear (out).
+// rows k, v, kv.bias (2d) instead of qkv. The single-process layer: models use
+// parallel::ParallelMultiheadAttention (the same names, init and steps, at any tp), and its tests compare the
+// two.
 //
 // Initialisation follows torch.nn.MultiheadAttention: the whole (3d, d) in-projection is drawn
 // xavier-uniform, U(-sqrt(6 / (d + 3d)), +sqrt(6 / (d + 3d))) (cross-attention splits it into q's and kv's

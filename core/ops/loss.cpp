@@ -36,14 +36,19 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
                        return std::vector<Tensor>{gx};
                      });
   }
+  return reduce_loss(loss, eq(tgt, scalar_tensor(static_cast<double>(ignore_index), DType::i64, tgt.device())),
+                     reduction);
+}
+
+// none: loss; sum: sum_n loss_n; mean: sum_n loss_n / #{n : not ignored_n}
+Tensor reduce_loss(const Tensor& loss, const Tensor& ignored, Reduction reduction) {
   switch (reduction) {
     case Reduction::none:
       return loss;
     case Reduction::sum:
       return sum(loss);
     case Reduction::mean: {
-      const Tensor ignore = scalar_tensor(static_cast<double>(ignore_index), DType::i64, tgt.device());
-      const double count = to_vector(sum(to_dtype(ne(tgt, ignore), DType::f64)))[0];
+      const double count = static_cast<double>(loss.numel()) - to_vector(sum(to_dtype(ignored, DType::f64)))[0];
       return mul(sum(loss), 1.0 / count);
     }
   }

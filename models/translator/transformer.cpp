@@ -24,6 +24,23 @@ class Container : public nn::Module {
   }
 };
 
+// A stack "layers" of n Layers (encoder or decoder) and, pre-norm, its final "norm", drawn in that order.
+template <typename Layer>
+std::shared_ptr<Container> make_stack(const std::string& type_name, int64_t n, const TranslatorOptions& o,
+                                      Generator& init_gen, Generator& dropout_gen, const models::TensorParallel& tp,
+                                      std::vector<std::shared_ptr<Layer>>* layers,
+                                      std::shared_ptr<nn::LayerNorm>* norm) {
+  auto stack = std::make_shared<Container>(type_name);
+  auto list = stack->add("layers", std::make_shared<nn::ModuleList>());
+  for (int64_t i = 0; i < n; ++i) {
+    layers->push_back(list->push_back(std::make_shared<Layer>(o.d_model, o.num_heads, o.d_ff, o.dropout,
+                                                              o.attention_dropout, o.activation, o.pre_norm, init_gen,
+                                                              dropout_gen, o.dtype, tp)));
+  }
+  if (o.pre_norm) *norm = stack->add("norm", std::make_shared<nn::LayerNorm>(o.d_model, 1e-5, true, o.dtype));
+  return stack;
+}
+
 void require(bool ok, const std::string& message) {
   if (!ok) throw ConfigError("TranslatorOptions." + message);
 }
@@ -90,25 +107,10 @@ Translator::Translator(const TranslatorOptions& options, Generator& init_gen, Ge
       "positions", std::make_shared<nn::SinusoidalPositionalEncoding>(o.d_model, o.max_positions, o.dtype));
   embed_dropout_ = register_module("embed_dropout", std::make_shared<nn::Dropout>(o.dropout, dropout_gen));
 
-  auto encoder = std::make_shared<Container>("TransformerEncoder");
-  auto encoder_layers = encoder->add("layers", std::make_shared<nn::ModuleList>());
-  for (int64_t i = 0; i < o.encoder_layers; ++i) {
-    encoder_layers_.push_back(encoder_layers->push_back(std::make_shared<models::TransformerEncoderLayer>(
-        o.d_model, o.num_heads, o.d_ff, o.dropout, o.attention_dropout, o.activation, o.pre_norm, init_gen,
-        dropout_gen, o.dtype, tp_)));
-  }
-  if (o.pre_norm) encoder_norm_ = encoder->add("norm", std::make_shared<nn::LayerNorm>(o.d_model, 1e-5, true, o.dtype));
-  encoder_ = register_module("encoder", encoder);
-
-  auto decoder = std::make_shared<Container>("TransformerDecoder");
-  auto decoder_layers = decoder->add("layers", std::make_shared<nn::ModuleList>());
-  for (int64_t i = 0; i < o.decoder_layers; ++i) {
-    decoder_layers_.push_back(decoder_layers->push_back(std::make_shared<models::TransformerDecoderLayer>(
-        o.d_model, o.num_heads, o.d_ff, o.dropout, o.attention_dropout, o.activation, o.pre_norm, init_gen,
-        dropout_gen, o.dtype, tp_)));
-  }
-  if (o.pre_norm) decoder_norm_ = decoder->add("norm", std::make_shared<nn::LayerNorm>(o.d_model, 1e-5, true, o.dtype));
-  decoder_ = register_module("decoder", decoder);
+  encoder_ = register_module("encoder", make_stack("TransformerEncoder", o.encoder_layers, o, init_gen, dropout_gen,
+                                                   tp_, &encoder_layers_, &encoder_norm_));
+  decoder_ = register_module("decoder", make_stack("TransformerDecoder", o.decoder_layers, o, init_gen, dropout_gen,
+                                                   tp_, &decoder_layers_, &decoder_norm_));
 
   if (!o.tie_output) {
     output_proj_ = register_module("output_proj", std::make_shared<parallel::ColumnParallelLinear>(

@@ -125,18 +125,7 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits_shard, const Tensor& ta
                        return std::vector<Tensor>{to_dtype(mul(p_minus_q, unsqueeze(row_grad, 1)), dtype)};
                      });
   }
-  switch (reduction) {
-    case Reduction::none:
-      return loss;
-    case Reduction::sum:
-      return sum(loss);
-    case Reduction::mean: {
-      // Divided by the rows that are not ignored, as px::cross_entropy (0 such rows: nan, as torch).
-      const double count = static_cast<double>(n) - to_vector(sum(to_dtype(ignored, DType::f64)))[0];
-      return mul(sum(loss), 1.0 / count);
-    }
-  }
-  return loss;
+  return reduce_loss(loss, ignored, reduction);
 }
 
 }  // namespace px::parallel
