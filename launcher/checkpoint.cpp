@@ -292,6 +292,10 @@ ckpt::proto::Manifest write_tensors(const std::string& dir, const nn::Module& mo
   manifest.set_optimizer(optimizer.name());
   manifest.set_tokens_seen(state.tokens_seen);
   manifest.set_train_seconds(state.train_seconds);
+  ckpt::proto::LossScale& scale = *manifest.mutable_loss_scale();
+  scale.set_scale(state.loss_scale.scale);
+  scale.set_good_steps(state.loss_scale.good_steps);
+  scale.set_hysteresis_left(state.loss_scale.hysteresis_left);
   ckpt::proto::Cursor* cursor = manifest.mutable_data_cursor();
   cursor->set_seed(state.cursor.seed);
   cursor->set_epoch(state.cursor.epoch);
@@ -452,7 +456,8 @@ class CheckpointLoad {
         fail(manifest_path_,
              name + ": shape " + shape_str(shape) + " in the checkpoint, the model has " + shape_str(full_shape(t, t)));
       }
-      if (it->second->dtype() != dtype_name(t.dtype())) {
+      const DType saved = *parse_dtype(it->second->dtype());  // check_manifest: known
+      if (saved != t.dtype() && !(is_floating(saved) && is_floating(t.dtype()))) {
         fail(manifest_path_,
              name + ": dtype " + it->second->dtype() + " in the checkpoint, the model has " + dtype_name(t.dtype()));
       }
@@ -649,7 +654,10 @@ ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Mod
   const std::map<std::string, Tensor> tensors = read_tensors(checkpoint_dir, wanted);
 
   nn::StateDict model_state;
-  for (const auto& [key, t] : expected) model_state.emplace(key, load.local_part(tensors.at(model_entry(key)), t));
+  for (const auto& [key, t] : expected) {
+    const Tensor part = load.local_part(tensors.at(model_entry(key)), t);
+    model_state.emplace(key, part.dtype() == t.dtype() ? part : to_dtype(part, t.dtype()));  // another precision
+  }
   model.load_state_dict(model_state, /*strict=*/true);
   if (optimizer != nullptr) {
     // Parameters never updated when saved have no entry: no state, as in a fresh optimizer.
@@ -673,6 +681,13 @@ ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Mod
     state->cursor.batch_in_window = manifest.data_cursor().batch_in_window();
     state->tokens_seen = manifest.tokens_seen();
     state->train_seconds = manifest.train_seconds();
+    if (manifest.has_loss_scale()) {
+      state->loss_scale.scale = manifest.loss_scale().scale();
+      state->loss_scale.good_steps = manifest.loss_scale().good_steps();
+      state->loss_scale.hysteresis_left = manifest.loss_scale().hysteresis_left();
+    } else {
+      state->loss_scale = optim::LossScalerState{};
+    }
     for (const auto& [gen, rng] : rng_loads) gen->set_state(rng->seed(), rng->offset());
   }
   return manifest;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/nn/module.h"
+#include "core/optim/loss_scaler.h"
 #include "core/optim/optimizer.h"
 #include "core/util/generator.h"
 #include "data/sampler.h"
@@ -24,6 +25,7 @@ struct TrainState {
   std::vector<std::pair<std::string, Generator*>> rngs;  // saved by name; restored into the same objects
   int64_t tokens_seen = 0;
   double train_seconds = 0;
+  optim::LossScalerState loss_scale;  // f16's dynamic loss scale (1 for f32 and bf16)
 };
 
 // How this rank's tensors relate to the full (tp = 1) tensors a checkpoint holds. Sharded parameters, and their
@@ -53,7 +55,8 @@ std::optional<std::string> latest_checkpoint(const std::string& run_dir);
 // Reads and checks a manifest (format version, required fields). CheckpointError naming the file.
 ckpt::proto::Manifest read_manifest(const std::string& checkpoint_dir);
 
-// Loads a checkpoint written by save_checkpoint into `model` (strict: every tensor present with its shape),
+// Loads a checkpoint written by save_checkpoint into `model` (strict: every tensor present with its shape; a floating
+// tensor loads into another floating dtype, converted, so train.precision may change on resume),
 // `optimizer` (may be null: eval/translate) and `state` (may be null; its rngs are restored by name).
 // Checksums are verified; any mismatch, missing or extra tensor is a CheckpointError naming it, and nothing
 // is modified unless everything checks out. Sharded tensors (layout) are checked against their full shapes and

@@ -8,6 +8,7 @@
 #include <google/protobuf/stubs/strutil.h>
 #include <google/protobuf/text_format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -142,6 +143,15 @@ void validate_data(const config::DataConfig& d) {
   require_at_least("data.prefetch", d.prefetch(), 1);
 }
 
+// ConfigError "<field>: unknown value '<v>' (expected a, b or c)" unless value is one of `allowed`.
+void require_one_of(const std::string& field, const std::string& value, const std::vector<std::string>& allowed) {
+  if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return;
+  std::string expected;
+  for (size_t i = 0; i < allowed.size(); ++i)
+    expected += (i == 0 ? "" : i + 1 == allowed.size() ? " or " : ", ") + allowed[i];
+  throw ConfigError(field + ": unknown value '" + value + "' (expected " + expected + ")");
+}
+
 void validate_optimizer(const config::OptimizerConfig& o) {
   if (o.name() != "adamw") throw ConfigError("optimizer.name: unknown optimizer '" + o.name() + "' (expected adamw)");
   require_positive("optimizer.lr", o.lr());
@@ -172,6 +182,9 @@ void validate_train(const config::TrainConfig& t) {
   require_at_least("train.threads", t.threads(), 0);
   require_unit_interval("train.label_smoothing", t.label_smoothing());
   require_at_least("train.accumulate_steps", t.accumulate_steps(), 1);
+  require_one_of("train.device", t.device(), {"auto", "cpu", "cuda"});
+  require_one_of("train.precision", t.precision(), {"auto", "f32", "bf16", "f16"});
+  require_at_least("train.max_skipped_steps", t.max_skipped_steps(), 1);
 }
 
 void validate_eval(const config::EvalConfig& e) {
@@ -191,6 +204,7 @@ void validate_parallel(const config::ParallelConfig& p) {
   require_at_least("parallel.tp", p.tp(), 1);
   require_positive("parallel.bucket_mb", p.bucket_mb());
   require_positive("parallel.timeout_minutes", p.timeout_minutes());
+  require_one_of("parallel.grad_dtype", p.grad_dtype(), {"f32", "bf16"});
 }
 
 }  // namespace

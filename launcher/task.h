@@ -14,6 +14,7 @@
 #include "core/tensor/tensor.h"
 #include "core/util/generator.h"
 #include "data/sampler.h"
+#include "launcher/device_plan.h"
 #include "launcher/run_dir.h"
 #include "parallel/comm/process_group.h"
 #include "parallel/grid.h"
@@ -72,8 +73,9 @@ class Task {
   virtual void check_set_up(const RunDir& run, int world_size) const = 0;
   // Records in the run dir what a later resume must match (rank 0, once the run dir exists).
   virtual void record_run(const RunDir& run) const = 0;
-  // Builds the model, weights drawn from config's seed, sharded over grid.tp().
-  virtual void build_model(parallel::ParallelGrid& grid) = 0;
+  // Builds the model, weights drawn from config's seed (on the CPU in f32, so every device and precision starts
+  // from the same values), sharded over grid.tp(), then moved to plan.device in plan.dtype; batches go there too.
+  virtual void build_model(parallel::ParallelGrid& grid, const DevicePlan& plan) = 0;
   virtual nn::Module& model() = 0;
   // "vocab 8000/8000" for the console's start line.
   virtual std::string describe() const = 0;

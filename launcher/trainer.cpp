@@ -17,12 +17,14 @@
 #include "core/backend/cpu/cpu_backend.h"
 #include "core/ops/ops.h"
 #include "core/optim/adamw.h"
+#include "core/optim/loss_scaler.h"
 #include "core/optim/lr_schedule.h"
 #include "core/util/durable_file.h"
 #include "core/util/error.h"
 #include "core/util/logging.h"
 #include "launcher/checkpoint.h"
 #include "launcher/config.h"
+#include "launcher/device_plan.h"
 #include "launcher/metrics.h"
 #include "launcher/run_dir.h"
 #include "launcher/task.h"
@@ -115,7 +117,7 @@ struct StopRequests {
 
 // Mean of the steps since the last log line.
 struct LogWindow {
-  int steps = 0;
+  int steps = 0, skipped = 0;
   double loss_sum = 0, normaliser = 0, units = 0, seconds = 0, grad_norm_sum = 0;
   void clear() { *this = LogWindow{}; }
 };
@@ -125,20 +127,23 @@ struct StepResult {
   double loss_sum = 0;    // summed over dp
   double normaliser = 0;  // what the loss sum is divided by
   double grad_norm = 0;   // before clipping
+  bool skipped = false;   // non-finite loss or gradients: no update
 };
 
 // The loop of `parallax train` over a Task: resume, micro-batches, the dp gradient sync (bucketed all-reduce or
 // ZeRO-1), clipping over shards, AdamW, progress, evaluation, checkpoints and stop requests.
 class Trainer {
  public:
-  Trainer(const TrainCommand& command, config::Config config, Task& task, parallel::ParallelGrid& grid)
+  Trainer(const TrainCommand& command, config::Config config, Task& task, parallel::ParallelGrid& grid,
+          const DevicePlan& plan)
       : run_{command.run_dir},
         config_(std::move(config)),
         task_(task),
         grid_(grid),
         leader_(grid.world().rank() == 0),
-        schedule_(make_schedule(config_)) {
-    task_.build_model(grid_);
+        schedule_(make_schedule(config_)),
+        scaler_(plan.loss_scaling) {
+    task_.build_model(grid_, plan);
     if (leader_) metrics_ = std::make_unique<MetricsWriter>(run_.metrics());
     layout_.tp = &grid_.tp();
     layout_.specs = parallel::collect_shard_specs(task_.model());
@@ -151,6 +156,7 @@ class Trainer {
     } else {
       for (const RngStream& stream : task_.rng_streams()) state_.rngs.emplace_back(stream.name, stream.generator);
     }
+    state_.loss_scale = scaler_.state();
     last_checkpoint_step_ = state_.step;
   }
 
@@ -193,6 +199,7 @@ class Trainer {
       window.units += units;
       window.seconds += step_seconds;
       window.grad_norm_sum += step.grad_norm;
+      window.skipped += step.skipped ? 1 : 0;
 
       const double elapsed = seconds_since(start);
       // Every rank stops at the same step: rank 0's clock decides the time limit, any rank's signal stops all.
@@ -242,6 +249,7 @@ class Trainer {
     options.shard_state = o.shard_state();
     options.bucket_bytes = static_cast<int64_t>(config_.parallel().bucket_mb() * 1024 * 1024);
     options.overlap = config_.parallel().overlap();
+    if (config_.parallel().grad_dtype() == "bf16") options.grad_dtype = DType::bf16;
     options.adamw = optim::AdamWOptions{o.beta1(), o.beta2(), o.eps()};
     options.groups = task_.param_groups();
     grad_sync_ = parallel::make_grad_sync(task_.model().named_parameters(), layout_.specs, grid_.tp(), grid_.dp(),
@@ -264,6 +272,7 @@ class Trainer {
       if (!stream.rank_own_seed || saved(stream.name)) state_.rngs.emplace_back(stream.name, stream.generator);
     }
     load_checkpoint(checkpoint, task_.model(), &grad_sync_->optimizer(), &state_, layout_);
+    scaler_.set_state(state_.loss_scale);
     state_.rngs.clear();
     for (size_t i = 0; i < streams.size(); ++i) {
       Generator& gen = *streams[i].generator;
@@ -298,33 +307,54 @@ class Trainer {
     return micro;
   }
 
-  // Forward and backward of every micro-batch, the dp gradient sync, clipping and (finite only) the update.
+  // Forward and backward of every micro-batch (the loss times the loss scale), the dp gradient sync, unscaling with
+  // the clipping and, when the loss and the gradients are finite, the update. A non-finite step is skipped on every
+  // rank (the loss and the norm are all-reduced values) and backs the f16 loss scale off; train.max_skipped_steps
+  // of them in a row stop the run.
   StepResult train_step(const std::vector<std::unique_ptr<TaskBatch>>& micro) {
     optim::apply_schedule(grad_sync_->optimizer(), *schedule_, state_.step + 1);
     StepResult result;
     result.normaliser = task_.normaliser(micro, grid_.dp());
+    const double scale = scaler_.scale();
     double local_loss = 0;
     for (size_t k = 0; k < micro.size(); ++k) {
       grad_sync_->begin_micro_batch(static_cast<int>(k), static_cast<int>(micro.size()));
       // A rank whose slice of a global batch is empty computes nothing but still joins every collective.
       if (micro[k]->empty()) continue;
       const Tensor loss_sum = task_.loss_sum(*micro[k]);
-      backward(loss_sum * (1.0 / result.normaliser));
+      backward(loss_sum * (scale / result.normaliser));
       local_loss += loss_sum.item();
     }
     grad_sync_->after_backward();  // before any other dp collective: the bucket all-reduces may still be in flight
     result.loss_sum = parallel::all_reduce_value(grid_.dp(), local_loss, parallel::ReduceOp::sum);
     const double max_norm = config_.optimizer().clip_grad_norm() > 0 ? config_.optimizer().clip_grad_norm()
                                                                       : std::numeric_limits<double>::infinity();
-    result.grad_norm = grad_sync_->clip(max_norm);
+    result.grad_norm = grad_sync_->clip(max_norm, scale);
     const double loss_value = result.loss_sum / result.normaliser;
-    if (std::isfinite(loss_value) && std::isfinite(result.grad_norm)) {
-      grad_sync_->step();
-    } else {
-      LOG(WARNING) << "step " << state_.step + 1 << ": non-finite loss " << loss_value << " or grad norm "
-                   << result.grad_norm << "; update skipped";
-    }
+    result.skipped = !(std::isfinite(loss_value) && std::isfinite(result.grad_norm));
+    if (!result.skipped) grad_sync_->step();
     grad_sync_->zero_grad();
+    scaler_.update(result.skipped);
+    state_.loss_scale = scaler_.state();
+    if (!result.skipped) {
+      skipped_in_a_row_ = 0;
+      return result;
+    }
+    ++skipped_in_a_row_;
+    char line[256];
+    std::snprintf(line, sizeof line, "step %lld: non-finite %s (loss %g, grad norm %g); update skipped%s%s",
+                  static_cast<long long>(state_.step + 1), std::isfinite(loss_value) ? "gradients" : "loss",
+                  loss_value, result.grad_norm, scaler_.enabled() ? ", loss " : "",
+                  scaler_.enabled() ? scaler_.str().c_str() : "");
+    LOG(WARNING) << line;
+    say("%s\n", line);
+    const int limit = config_.train().max_skipped_steps();
+    if (skipped_in_a_row_ >= limit) {
+      throw Error("train.max_skipped_steps: " + std::to_string(skipped_in_a_row_) +
+                  " steps in a row had a non-finite loss or gradients (the last at step " +
+                  std::to_string(state_.step + 1) + "); the run has diverged: lower optimizer.lr, set "
+                  "optimizer.clip_grad_norm, or resume from an earlier checkpoint");
+    }
     return result;
   }
 
@@ -366,11 +396,14 @@ class Trainer {
     const std::string text = line.str();
     say("%s\n", text.c_str());
     LOG(INFO) << text;
-    if (metrics_) metrics_->write(state_.step, {{"loss", line.loss},
-                                 {"lr", line.lr},
-                                 {unit.metric, line.units_per_s},
-                                 {"step_time_s", line.step_time_s},
-                                 {"grad_norm", w.grad_norm_sum / w.steps}});
+    std::vector<std::pair<std::string, double>> values = {{"loss", line.loss},
+                                                          {"lr", line.lr},
+                                                          {unit.metric, line.units_per_s},
+                                                          {"step_time_s", line.step_time_s},
+                                                          {"grad_norm", w.grad_norm_sum / w.steps}};
+    if (scaler_.enabled()) values.emplace_back("loss_scale", scaler_.scale());
+    if (w.skipped > 0) values.emplace_back("skipped_steps", w.skipped);
+    if (metrics_) metrics_->write(state_.step, values);
   }
 
   void evaluate() {
@@ -407,6 +440,8 @@ class Trainer {
   std::unique_ptr<MetricsWriter> metrics_;  // rank 0 only
   ShardLayout layout_;
   TrainState state_;
+  optim::LossScaler scaler_;  // f16's dynamic loss scale; a constant 1 otherwise
+  int skipped_in_a_row_ = 0;
   int64_t last_checkpoint_step_ = -1, last_eval_step_ = -1;
 };
 
@@ -415,12 +450,15 @@ class Trainer {
 struct TrainSetup {
   config::Config config;
   std::unique_ptr<Task> task;
+  DevicePlan plan;
 };
 
-TrainSetup set_up(const TrainCommand& command, const RunDir& run, int world_size) {
+TrainSetup set_up(const TrainCommand& command, const RunDir& run, const parallel::ProcessPlacement& placement) {
+  const int world_size = placement.size;
   TrainSetup setup;
   setup.config = resolve_config(command, run);
   check_world_layout(setup.config, world_size);
+  setup.plan = plan_device(setup.config.train().device(), setup.config.train().precision(), placement);
   setup.task = task_kind(setup.config).open(setup.config);
   setup.task->check_set_up(run, world_size);
   return setup;
@@ -461,9 +499,14 @@ int train_on(const TrainCommand& command, const RunDir& run, TrainSetup setup, p
   fs::create_directories(run.root);
   log_to_files(run.logs(), world.rank());
   LOG(INFO) << "rank " << world.rank() << " of " << world.size() << " (local rank "
-            << world.placement().local_rank << "); " << grid.str();
-  if (world.rank() == 0) setup.task->record_run(run);
-  Trainer trainer(command, setup.config, *setup.task, grid);
+            << world.placement().local_rank << "); " << grid.str() << "; " << setup.plan.summary;
+  if (!setup.plan.device.is_cpu()) set_current_gpu(setup.plan.device.index);
+  if (world.rank() == 0) {
+    for (const std::string& gpu : setup.plan.gpus) std::printf("%s\n", gpu.c_str());
+    std::printf("%s\n", setup.plan.summary.c_str());
+    setup.task->record_run(run);
+  }
+  Trainer trainer(command, setup.config, *setup.task, grid, setup.plan);
   if (world.rank() == 0) write_file_durably<Error>(run.config(), config_to_text(setup.config));
   return trainer.run();
 }
@@ -474,11 +517,11 @@ int run_train(const TrainCommand& command) {
   if (command.run_dir.empty()) throw UsageError("train: --run-dir is required");
   const RunDir run{command.run_dir};
   parallel::World world;
-  if (world.size() == 1) return train_on(command, run, set_up(command, run, 1), world);
+  if (world.size() == 1) return train_on(command, run, set_up(command, run, world.placement()), world);
   TrainSetup setup;
   std::exception_ptr error;
   try {
-    setup = set_up(command, run, world.size());
+    setup = set_up(command, run, world.placement());
   } catch (const std::exception&) {  // px::Error (the user's input) or the file system
     error = std::current_exception();
   }

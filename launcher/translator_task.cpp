@@ -68,7 +68,7 @@ void check_run_tokenizer(const RunDir& run, const TranslationData& data, bool re
 }
 
 TranslatorBundle build_translator(const config::Config& config, const TranslationData& data,
-                                  parallel::ParallelGrid* grid) {
+                                  parallel::ParallelGrid* grid, const DevicePlan& plan) {
   TranslatorBundle bundle;
   const uint64_t seed = config.train().seed();
   bundle.init_gen = std::make_unique<Generator>(data::philox_key(seed, 0, /*domain=*/0x1417));
@@ -83,6 +83,7 @@ TranslatorBundle build_translator(const config::Config& config, const Translatio
   const translator::TranslatorOptions options =
       translator_options(config, data.src_vocab, data.tgt_vocab, data.pad_id);
   bundle.model = std::make_unique<translator::Translator>(options, *bundle.init_gen, *bundle.dropout_gen, tp);
+  if (!plan.device.is_cpu() || plan.dtype != options.dtype) bundle.model->to(plan.device, plan.dtype);
   return bundle;
 }
 
@@ -223,7 +224,10 @@ class TranslatorTask : public Task {
   }
   void record_run(const RunDir& run) const override { check_run_tokenizer(run, data_, /*record=*/true); }
 
-  void build_model(parallel::ParallelGrid& grid) override { bundle_ = build_translator(config_, data_, &grid); }
+  void build_model(parallel::ParallelGrid& grid, const DevicePlan& plan) override {
+    bundle_ = build_translator(config_, data_, &grid, plan);
+    device_ = plan.device;
+  }
   nn::Module& model() override { return translator(); }
   std::string describe() const override {
     return "vocab " + std::to_string(data_.src_vocab) + "/" + std::to_string(data_.tgt_vocab);
@@ -265,7 +269,9 @@ class TranslatorTask : public Task {
   }
   Tensor loss_sum(const TaskBatch& batch) override {
     const data::TranslationBatch& b = translation_batch(batch);
-    return translator().loss(b.src, b.tgt_in, b.tgt_out, config_.train().label_smoothing());
+    if (device_.is_cpu()) return translator().loss(b.src, b.tgt_in, b.tgt_out, config_.train().label_smoothing());
+    return translator().loss(to_device(b.src, device_), to_device(b.tgt_in, device_), to_device(b.tgt_out, device_),
+                             config_.train().label_smoothing());
   }
   ThroughputUnit throughput_unit() const override { return {"tok", "tokens_per_s"}; }
 
@@ -308,6 +314,7 @@ class TranslatorTask : public Task {
   config::Config config_;
   TranslationData data_;
   TranslatorBundle bundle_;
+  Device device_;  // the model's and its batches'
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "core/util/generator.h"
 #include "data/dataset.pb.h"
 #include "data/tokenizer.h"
+#include "launcher/device_plan.h"
 #include "launcher/run_dir.h"
 #include "launcher/task.h"
 #include "models/translator/decoding.h"
@@ -46,8 +47,9 @@ struct TranslatorBundle {
   std::unique_ptr<Generator> init_gen, dropout_gen, sharded_dropout_gen;
   std::unique_ptr<translator::Translator> model;
 };
+// The model is built on the CPU and then moved to plan.device and plan.dtype (when either differs).
 TranslatorBundle build_translator(const config::Config& config, const TranslationData& data,
-                                  parallel::ParallelGrid* grid = nullptr);
+                                  parallel::ParallelGrid* grid = nullptr, const DevicePlan& plan = {});
 
 // The Translator options model.translator describes, for vocabularies of the given sizes.
 translator::TranslatorOptions translator_options(const config::Config& config, int64_t src_vocab,

@@ -18,9 +18,10 @@ namespace px::parallel {
 // part of them (ZeRO's slices): then `parts_over` is the dp group the sum also runs over. named_params pairs a
 // parameter name (for specs) with the tensor whose grad() counts: the parameter, or its slice. When
 // max_norm / (total + 1e-6) < 1 every such gradient is scaled by it. Returns total (before clipping); collective over
-// tp (and parts_over).
+// tp (and parts_over). With loss scaling the gradients hold grad_scale times the gradient: total is the unscaled
+// gradient's norm, and the gradients are unscaled and clipped in one pass.
 double clip_grad_norm(const std::vector<std::pair<std::string, Tensor>>& named_params,
                       const std::map<std::string, ShardSpec>& specs, ProcessGroup& tp, double max_norm,
-                      ProcessGroup* parts_over = nullptr);
+                      ProcessGroup* parts_over = nullptr, double grad_scale = 1.0);
 
 }  // namespace px::parallel

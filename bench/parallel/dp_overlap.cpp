@@ -129,8 +129,8 @@ int run(int argc, char** argv) {
   const std::vector<Tensor> params = model.parameters();
   px::optim::AdamW opt(params, /*lr=*/1e-4, /*weight_decay=*/0.0, {0.9, 0.98, 1e-9});
   const auto bucket_bytes = static_cast<int64_t>(bucket_mb * 1024 * 1024);
-  par::GradBucketer overlapped(params, dp, {bucket_bytes, par::ReduceOp::sum, /*overlap=*/true});
-  par::GradBucketer serial(params, dp, {bucket_bytes, par::ReduceOp::sum, /*overlap=*/false});
+  par::GradBucketer overlapped(params, dp, {bucket_bytes, par::ReduceOp::sum, /*overlap=*/true, /*wire_dtype=*/std::nullopt});
+  par::GradBucketer serial(params, dp, {bucket_bytes, par::ReduceOp::sum, /*overlap=*/false, /*wire_dtype=*/std::nullopt});
   const Batch batch = make_batch(B, len, o.tgt_vocab, seed + 100 + dp.rank());
   const double global_tokens = static_cast<double>(batch.tgt_tokens) * dp.size();
 

@@ -76,21 +76,29 @@ AccumulateGrad::AccumulateGrad(std::shared_ptr<TensorImpl> leaf)
 std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_output) {
   Tensor leaf(leaf_);
   Backend& be = backend_for(leaf.device());
+  // A 16-bit leaf's gradient accumulates in f32 (its master dtype), as mixed precision needs.
+  const DType grad_dtype = master_dtype(leaf.dtype());
   if (!leaf_->grad) {
     // Like torch, take over a gradient nobody else holds (the engine's buffer is the only
     // reference to its impl and storage) instead of copying it.
     const bool sole_owner = grad_output.impl_ptr().use_count() == 1 && grad_output.storage().use_count() == 1;
-    if (sole_owner && grad_output.is_contiguous() && grad_output.dtype() == leaf.dtype() &&
+    if (sole_owner && grad_output.is_contiguous() && grad_output.dtype() == grad_dtype &&
         grad_output.device() == leaf.device()) {
       leaf.set_grad(grad_output.detach());
     } else {
-      Tensor g = Tensor::empty(leaf.shape(), leaf.dtype(), leaf.device());
+      Tensor g = Tensor::empty(leaf.shape(), grad_dtype, leaf.device());
       be.copy(grad_output, g);
       leaf.set_grad(g);
     }
   } else {
     Tensor g = leaf.grad();
-    be.binary(BinaryOp::add, g, grad_output, g);
+    if (grad_output.dtype() == g.dtype()) {
+      be.binary(BinaryOp::add, g, grad_output, g);
+    } else {
+      Tensor widened = Tensor::empty(g.shape(), g.dtype(), g.device());
+      be.copy(grad_output, widened);
+      be.binary(BinaryOp::add, g, widened, g);
+    }
     g.bump_version();
   }
   for (const GradHook& hook : leaf_->grad_ready_hooks) hook(leaf.grad());

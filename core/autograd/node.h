@@ -65,7 +65,8 @@ class FunctionNode final : public Node {
   BackwardFn fn_;
 };
 
-// Sink for a leaf's gradient: accumulates into leaf.grad, then runs its grad-ready hooks.
+// Sink for a leaf's gradient: accumulates into leaf.grad (of master_dtype(leaf dtype): f32 for a bf16/f16
+// leaf), then runs its grad-ready hooks.
 class AccumulateGrad final : public Node {
  public:
   explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf);

@@ -27,6 +27,15 @@ bool cuda_available() {
 #endif
 }
 
+#ifndef PARALLAX_WITH_CUDA
+std::vector<GpuInfo> visible_gpus(std::string* why_none) {
+  if (why_none != nullptr) *why_none = "built without CUDA (PARALLAX_CUDA=OFF)";
+  return {};
+}
+
+void set_current_gpu(int index) { LOG(FATAL) << "set_current_gpu(" << index << "): built without CUDA"; }
+#endif
+
 Backend& backend_for(Device device) {
   if (device.is_cpu()) return cpu_backend();
   Backend* b = g_backends[static_cast<int>(device.type)];

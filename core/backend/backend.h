@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "core/tensor/tensor.h"
 
@@ -86,6 +88,18 @@ class Backend {
 // True when this build has CUDA and the machine a usable GPU; the first call registers the CUDA
 // backend and allocator (or logs once why not). Cached; cheap after the first call.
 bool cuda_available();
+
+// A GPU this process sees (CUDA_VISIBLE_DEVICES applied), for console lines and the rank-to-GPU check.
+struct GpuInfo {
+  std::string name;  // "NVIDIA H200"
+  int64_t memory_bytes = 0;
+  int major = 0, minor = 0;  // compute capability
+};
+// Every visible GPU when cuda_available(), else none, with *why_none (when given) saying why in a few words.
+std::vector<GpuInfo> visible_gpus(std::string* why_none = nullptr);
+// Makes GPU `index` the current device of the calling thread (and the device new threads start on is still 0:
+// threads that launch work use CudaDeviceGuard). CHECK-fails without CUDA.
+void set_current_gpu(int index);
 
 // The backend for a device; CHECK-fails for a device kind this build or machine lacks.
 Backend& backend_for(Device device);

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/autograd/grad_mode.h"
+#include "core/backend/backend.h"
 #include "core/ops/elementwise.h"
 #include "core/util/error.h"
 
@@ -135,6 +136,38 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
   for (const auto& [name, dst] : targets) {
     auto it = state.find(name);
     if (it != state.end() && it->second.impl() != dst.impl()) copy_(dst, it->second);
+  }
+}
+
+namespace {
+
+// Gives t's TensorImpl new storage on `device` holding its values as `dtype` (t whole and contiguous).
+void move_in_place(const Tensor& t, Device device, DType dtype, const std::string& name) {
+  if (t.device() == device && t.dtype() == dtype) return;
+  CHECK(t.is_contiguous() && t.offset() == 0 &&
+        t.storage()->bytes() == static_cast<size_t>(t.numel()) * dtype_size(t.dtype()))
+      << "Module::to: '" << name << "' " << t.str() << " is a view, not a whole contiguous tensor";
+  const Tensor moved = Tensor::empty(t.shape(), dtype, device);
+  backend_for(device.is_cpu() ? t.device() : device).copy(t, moved);  // the CUDA backend copies across the bus
+  TensorImpl* impl = t.impl();
+  impl->storage = moved.storage();
+  impl->dtype = dtype;
+  impl->storage->bump_version();
+}
+
+}  // namespace
+
+void Module::to(Device device, std::optional<DType> float_dtype) {
+  NoGradGuard no_grad;
+  std::vector<std::pair<std::string, Tensor>> all;
+  collect("", true, false, all);
+  collect("", false, false, all);
+  std::set<const TensorImpl*> seen;
+  for (const auto& [name, t] : all) {
+    if (!seen.insert(t.impl()).second) continue;
+    const DType dtype = float_dtype && is_floating(t.dtype()) ? *float_dtype : t.dtype();
+    move_in_place(t, device, dtype, name);
+    if (t.grad().defined()) move_in_place(t.grad(), device, master_dtype(dtype), name + " (gradient)");
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,6 +56,12 @@ class Module {
   // a key is missing or is not a parameter or persistent buffer of this module (non-strict skips both).
   // Everything is checked before anything is copied.
   void load_state_dict(const StateDict& state, bool strict = true);
+
+  // Moves every parameter, buffer and gradient to `device` and converts the floating ones to `float_dtype` (when
+  // given; a gradient to its master_dtype) in place: each handle keeps its TensorImpl and gets new storage, so the
+  // tensors layers, optimizers and hooks hold stay valid. Every such tensor must be a whole contiguous one. Call
+  // before building an optimizer (its state is not moved).
+  void to(Device device, std::optional<DType> float_dtype = std::nullopt);
 
   // Drops every parameter's gradient (set_to_none, torch >= 2.0's default) or fills it with zeros.
   void zero_grad(bool set_to_none = true);

@@ -1,5 +1,5 @@
-// AdamW: state "exp_avg" (m) and "exp_avg_sq" (v) as zero-initialised Tensors; a fused host loop for
-// CPU f32/f64 parameters and a device-generic path from ops, both in torch's order of operations.
+// AdamW: state "exp_avg" (m) and "exp_avg_sq" (v) as zero-initialised Tensors (and an f32 master of a bf16/f16
+// parameter); a fused host loop for CPU f32/f64 tensors and a device-generic path from ops, in torch's order.
 #include "core/optim/adamw.h"
 
 #include <cmath>
@@ -48,10 +48,18 @@ void adamw_loop(T* p, const T* g, T* m, T* v, int64_t n, const Coefs& c) {
 }  // namespace
 
 void AdamW::update(const ParamGroup& group, const Tensor& param, const Tensor& grad, ParamState& state) {
+  // A bf16/f16 parameter is updated through its f32 master (created from it at the first update) and rounded.
+  const bool has_master = master_dtype(param.dtype()) != param.dtype();
+  Tensor target = param;
+  if (has_master) {
+    auto it = state.tensors.find(kMasterKey);
+    if (it == state.tensors.end()) it = state.tensors.emplace(kMasterKey, to_dtype(param, DType::f32)).first;
+    target = it->second;
+  }
   auto m_it = state.tensors.find("exp_avg");
-  if (m_it == state.tensors.end()) m_it = state.tensors.emplace("exp_avg", zeros_like(param)).first;
+  if (m_it == state.tensors.end()) m_it = state.tensors.emplace("exp_avg", zeros_like(target)).first;
   auto v_it = state.tensors.find("exp_avg_sq");
-  if (v_it == state.tensors.end()) v_it = state.tensors.emplace("exp_avg_sq", zeros_like(param)).first;
+  if (v_it == state.tensors.end()) v_it = state.tensors.emplace("exp_avg_sq", zeros_like(target)).first;
   const Tensor &m = m_it->second, &v = v_it->second;
   const int64_t t = ++state.step;
   Coefs c;
@@ -61,23 +69,24 @@ void AdamW::update(const ParamGroup& group, const Tensor& param, const Tensor& g
   c.step_size = group.lr / (1.0 - std::pow(options_.beta1, static_cast<double>(t)));
   c.bc2_sqrt = std::sqrt(1.0 - std::pow(options_.beta2, static_cast<double>(t)));
   c.eps = options_.eps;
-  if (use_host_loop(param)) {
-    if (param.dtype() == DType::f32) {
-      adamw_loop<float>(param.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(), param.numel(), c);
+  if (use_host_loop(target)) {
+    if (target.dtype() == DType::f32) {
+      adamw_loop<float>(target.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(), target.numel(),
+                        c);
     } else {
-      adamw_loop<double>(param.data<double>(), grad.data<double>(), m.data<double>(), v.data<double>(),
-                         param.numel(), c);
+      adamw_loop<double>(target.data<double>(), grad.data<double>(), m.data<double>(), v.data<double>(),
+                         target.numel(), c);
     }
-    return;
+  } else {  // device-generic path
+    if (group.weight_decay != 0.0) mul_(target, c.decay);
+    mul_(m, c.beta1);
+    add_(m, grad, 1.0 - c.beta1);
+    mul_(v, c.beta2);
+    add_(v, mul(grad, grad), 1.0 - c.beta2);
+    const Tensor denom = add(mul(sqrt(v), 1.0 / c.bc2_sqrt), c.eps);
+    add_(target, div(m, denom), -c.step_size);
   }
-  // Device-generic path.
-  if (group.weight_decay != 0.0) mul_(param, c.decay);
-  mul_(m, c.beta1);
-  add_(m, grad, 1.0 - c.beta1);
-  mul_(v, c.beta2);
-  add_(v, mul(grad, grad), 1.0 - c.beta2);
-  const Tensor denom = add(mul(sqrt(v), 1.0 / c.bc2_sqrt), c.eps);
-  add_(param, div(m, denom), -c.step_size);
+  if (has_master) copy_(param, target);
 }
 
 }  // namespace px::optim

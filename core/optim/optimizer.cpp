@@ -114,7 +114,11 @@ void Optimizer::load_full_state(const std::vector<FullParamState>& states) {
     for (const auto& [key, t] : it->second->state.tensors) {
       CHECK(t.shape() == p.shape()) << name_ << "::load_full_state: '" << key << "' " << t.str()
                                     << " is not shaped like its parameter " << p.str();
-      const Tensor own = Tensor::empty(p.shape(), p.dtype(), p.device());  // never shares the caller's storage
+      if (key == kMasterKey && master_dtype(p.dtype()) == p.dtype()) {  // the parameter is its own master
+        copy_(p, t);
+        continue;
+      }
+      const Tensor own = Tensor::empty(p.shape(), master_dtype(p.dtype()), p.device());  // never the caller's storage
       copy_(own, t);
       restored.tensors.emplace(key, own);
     }
@@ -134,7 +138,7 @@ void Optimizer::step() {
     for (const Tensor& p : g.params) {
       Tensor grad = p.grad();
       if (!grad.defined()) continue;
-      CHECK(grad.shape() == p.shape() && grad.dtype() == p.dtype() && grad.device() == p.device())
+      CHECK(grad.shape() == p.shape() && grad.dtype() == master_dtype(p.dtype()) && grad.device() == p.device())
           << name_ << ": gradient " << grad.str() << " does not match parameter " << p.str();
       grad = contiguous(grad);
       update(g, p, grad, state_[p.impl()]);

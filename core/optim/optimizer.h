@@ -20,8 +20,12 @@ struct ParamGroup {
   double initial_lr = -1.0;
 };
 
-// What an optimizer keeps per parameter. Tensors have the parameter's shape, dtype and device:
-// SGD "momentum_buffer"; AdamW "exp_avg", "exp_avg_sq".
+// The state key of a bf16/f16 parameter's f32 master weights (mixed precision: the optimizer updates the master and
+// rounds it into the parameter).
+inline constexpr char kMasterKey[] = "master";
+
+// What an optimizer keeps per parameter. Tensors have the parameter's shape and device and its master_dtype (f32
+// for bf16/f16 parameters): SGD "momentum_buffer"; AdamW "exp_avg", "exp_avg_sq" and kMasterKey for bf16/f16.
 struct ParamState {
   int64_t step = 0;  // updates applied to this parameter
   std::map<std::string, Tensor> tensors;
@@ -70,19 +74,20 @@ class Optimizer {
   // parameter (here the live state tensors themselves, not copies). May be collective (ZeroAdamW over dp).
   virtual std::vector<FullParamState> gather_full_state() const;
   // Replaces the whole state: each entry's param must be one of model_params() (at most once) with tensors shaped
-  // like it (on any device, of any dtype: copied into the parameter's); parameters without an entry get none, as
-  // before their first update. Call after the model's parameters were loaded (ZeroAdamW re-reads its master weights
-  // from them).
+  // like it (on any device, of any dtype: copied into the parameter's master dtype); parameters without an entry get
+  // none, as before their first update. A kMasterKey entry of an f32/f64 parameter (a checkpoint of a bf16 run) is
+  // written into the parameter itself. Call after the model's parameters were loaded (ZeroAdamW re-reads its master
+  // weights from them).
   virtual void load_full_state(const std::vector<FullParamState>& states);
 
-  // CPU f32/f64 parameters update in one fused host loop (the default); false forces the device-generic
-  // path built from in-place and pointwise ops, which is what non-CPU or 16-bit parameters use.
+  // CPU f32/f64 parameters (and the f32 masters of 16-bit ones) update in one fused host loop (the default); false
+  // forces the device-generic path built from in-place and pointwise ops, which is what non-CPU tensors use.
   void set_fused(bool fused) { fused_ = fused; }
   bool fused() const { return fused_; }
 
  protected:
-  // Updates one parameter from its gradient; called under NoGradGuard with grad contiguous and of the
-  // parameter's shape and dtype.
+  // Updates one parameter from its gradient; called under NoGradGuard with grad contiguous, of the parameter's
+  // shape and of its master dtype.
   virtual void update(const ParamGroup& group, const Tensor& param, const Tensor& grad, ParamState& state) = 0;
   // Whether the fused host loop applies to `param`.
   bool use_host_loop(const Tensor& param) const;

@@ -40,6 +40,8 @@ void sgd_loop(T* p, const T* grad, T* buf, int64_t n, bool first, const ParamGro
 }  // namespace
 
 void SGD::update(const ParamGroup& group, const Tensor& param, const Tensor& grad, ParamState& state) {
+  CHECK(master_dtype(param.dtype()) == param.dtype())
+      << "SGD: " << param.str() << " is a 16-bit parameter; SGD keeps no master weights (use AdamW)";
   const bool momentum = options_.momentum != 0.0;
   auto it = state.tensors.find("momentum_buffer");
   const bool first = momentum && it == state.tensors.end();

@@ -16,6 +16,10 @@ inline bool is_floating(DType t) {
   return t == DType::f32 || t == DType::f64 || t == DType::bf16 || t == DType::f16;
 }
 
+// The dtype values of `t` are accumulated and updated in: f32 for bf16/f16 (their gradients, master weights and
+// optimizer moments: mixed precision), the dtype itself otherwise.
+inline DType master_dtype(DType t) { return t == DType::bf16 || t == DType::f16 ? DType::f32 : t; }
+
 struct bf16 {
   uint16_t bits;
 };

@@ -181,7 +181,10 @@ std::vector<Tensor> Translator::losses(const Tensor& src, const Tensor& tgt_in, 
   CHECK(tgt_out.dim() == 2 && tgt_out.size(0) == shard.size(0) && tgt_out.size(1) == shard.size(1))
       << "Translator::loss: targets " << tgt_out.str() << " for logits " << shard.str();
   const int64_t rows = shard.size(0) * shard.size(1);
-  const Tensor flat_shard = reshape(shard, {rows, shard.size(2)});  // (B T, V_tgt / tp)
+  // Losses in f32 whatever the precision (a bf16/f16 shard is widened, as torch's autocast does).
+  const Tensor narrow_shard = reshape(shard, {rows, shard.size(2)});  // (B T, V_tgt / tp)
+  const DType loss_dtype = master_dtype(narrow_shard.dtype());
+  const Tensor flat_shard = narrow_shard.dtype() == loss_dtype ? narrow_shard : to_dtype(narrow_shard, loss_dtype);
   const Tensor flat_target = reshape(tgt_out, {rows});              // (B T)
   for (double eps : label_smoothings) {
     check_label_smoothing(eps);

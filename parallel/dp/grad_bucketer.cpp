@@ -15,7 +15,7 @@ namespace px::parallel {
 struct GradBucketer::Bucket {
   std::vector<Tensor> params;    // this bucket's parameters, in reverse model order
   std::vector<int64_t> offsets;  // params[i] occupies flat[offsets[i] : offsets[i] + params[i].numel()]
-  Tensor flat;                   // (total numel) the gradients' dtype and device; all-reduced in place
+  Tensor flat;                   // (total numel) the wire dtype, the gradients' device; all-reduced in place
   std::vector<bool> ready;       // per param: its grad-ready hook fired in this synchronised backward
   size_t num_ready = 0;
   std::shared_ptr<Work> work;  // the all-reduce in flight, from launch until finish() has waited for it
@@ -33,10 +33,15 @@ struct GradBucketer::Bucket {
 
 namespace {
 
-// Buckets of indices into `params` (in reverse order, one dtype and device each, at most bucket_bytes unless a
+// The dtype parameter p's gradient travels in: the options' wire dtype, else the gradient's own (master_dtype).
+DType wire_dtype(const Tensor& p, const GradBucketerOptions& options) {
+  return options.wire_dtype.value_or(master_dtype(p.dtype()));
+}
+
+// Buckets of indices into `params` (in reverse order, one wire dtype and device each, at most bucket_bytes unless a
 // single parameter is larger), ordered by their first index in reverse order: the order backward produces
 // gradients in, and the order every rank launches them in.
-std::vector<std::vector<size_t>> assign_buckets(const std::vector<Tensor>& params, int64_t bucket_bytes) {
+std::vector<std::vector<size_t>> assign_buckets(const std::vector<Tensor>& params, const GradBucketerOptions& options) {
   struct Open {
     size_t first;  // position in reverse order of its first parameter (sort key)
     std::vector<size_t> members;
@@ -47,10 +52,11 @@ std::vector<std::vector<size_t>> assign_buckets(const std::vector<Tensor>& param
   for (size_t pos = 0; pos < params.size(); ++pos) {
     const size_t index = params.size() - 1 - pos;
     const Tensor& p = params[index];
-    const int64_t bytes = p.numel() * static_cast<int64_t>(dtype_size(p.dtype()));
-    const auto key = std::make_pair(static_cast<int>(p.dtype()), p.device().str());
+    const DType dtype = wire_dtype(p, options);
+    const int64_t bytes = p.numel() * static_cast<int64_t>(dtype_size(dtype));
+    const auto key = std::make_pair(static_cast<int>(dtype), p.device().str());
     auto it = open.find(key);
-    if (it != open.end() && it->second.bytes + bytes > bucket_bytes) {
+    if (it != open.end() && it->second.bytes + bytes > options.bucket_bytes) {
       closed.push_back(std::move(it->second));
       open.erase(it);
       it = open.end();
@@ -83,7 +89,7 @@ GradBucketer::GradBucketer(const std::vector<Tensor>& params, ProcessGroup& dp, 
   }
 
   int64_t total_bytes = 0;
-  for (const std::vector<size_t>& members : assign_buckets(trained, options_.bucket_bytes)) {
+  for (const std::vector<size_t>& members : assign_buckets(trained, options_)) {
     auto bucket = std::make_unique<Bucket>();
     int64_t numel = 0;
     for (size_t index : members) {
@@ -92,9 +98,10 @@ GradBucketer::GradBucketer(const std::vector<Tensor>& params, ProcessGroup& dp, 
       numel += trained[index].numel();
     }
     const Tensor& first = bucket->params.front();
-    bucket->flat = Tensor::empty({numel}, first.dtype(), first.device());
+    const DType dtype = wire_dtype(first, options_);
+    bucket->flat = Tensor::empty({numel}, dtype, first.device());
     bucket->ready.assign(members.size(), false);
-    total_bytes += numel * static_cast<int64_t>(dtype_size(first.dtype()));
+    total_bytes += numel * static_cast<int64_t>(dtype_size(dtype));
     buckets_.push_back(std::move(bucket));
   }
 
@@ -109,6 +116,7 @@ GradBucketer::GradBucketer(const std::vector<Tensor>& params, ProcessGroup& dp, 
   LOG(INFO) << "GradBucketer over " << dp.describe() << ": " << trained.size() << " parameters ("
             << total_bytes / (1024.0 * 1024.0) << " MiB) in " << buckets_.size() << " buckets of <= "
             << options_.bucket_bytes / (1024.0 * 1024.0) << " MiB, op " << reduce_op_name(options_.op)
+            << (options_.wire_dtype ? std::string(", sent as ") + dtype_name(*options_.wire_dtype) : "")
             << (options_.overlap ? ", overlapped with backward" : ", all at finish()");
 }
 
@@ -182,7 +190,7 @@ void GradBucketer::finish() {
         be.copy(reduced, grad);
         grad.bump_version();
       } else {
-        grad = Tensor::empty(param.shape(), param.dtype(), param.device());
+        grad = Tensor::empty(param.shape(), master_dtype(param.dtype()), param.device());
         be.copy(reduced, grad);
         param.set_grad(grad);
       }

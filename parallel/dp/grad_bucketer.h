@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "parallel/comm/process_group.h"
@@ -14,9 +15,12 @@ struct GradBucketerOptions {
   int64_t bucket_bytes = 25 * 1024 * 1024;  // a bucket is launched once it holds this much (or at the end)
   ReduceOp op = ReduceOp::sum;  // sum: the loss is already divided by the global count; avg: per-rank means
   bool overlap = true;  // false: nothing starts until finish() (the benchmark's "overlap off")
+  // The dtype gradients are all-reduced in (parallel.grad_dtype: bf16 halves the bytes); unset: the gradients' own
+  // (f32 for bf16/f16 parameters, whose gradients accumulate in f32).
+  std::optional<DType> wire_dtype;
 };
 
-// Buckets are formed once, from `params` in reverse order, each a contiguous flat buffer of one dtype and
+// Buckets are formed once, from `params` in reverse order, each a contiguous flat buffer of one wire dtype and
 // device of at most bucket_bytes (a larger parameter gets a bucket of its own). When every gradient of a
 // bucket is ready (its hooks fired) during an enabled backward, the gradients are copied into the buffer
 // and its all_reduce starts at once; finish() launches whatever is left, waits for all, and copies the

@@ -40,6 +40,7 @@ class ReplicatedGradSync final : public GradSync {
     bucket_options.bucket_bytes = options.bucket_bytes;
     bucket_options.op = ReduceOp::sum;  // the loss is already divided by the global normaliser
     bucket_options.overlap = options.overlap;
+    bucket_options.wire_dtype = options.grad_dtype;
     std::vector<Tensor> params;
     for (const auto& [name, p] : model_.named) params.push_back(p);
     bucketer_ = std::make_unique<GradBucketer>(params, dp, bucket_options);
@@ -54,7 +55,9 @@ class ReplicatedGradSync final : public GradSync {
   void after_backward() override {
     if (bucketer_) bucketer_->finish();
   }
-  double clip(double max_norm) override { return clip_grad_norm(model_.named, model_.specs, *model_.tp, max_norm); }
+  double clip(double max_norm, double grad_scale) override {
+    return clip_grad_norm(model_.named, model_.specs, *model_.tp, max_norm, nullptr, grad_scale);
+  }
   void step() override { optimizer_.step(); }
   void zero_grad() override { optimizer_.zero_grad(); }
   optim::Optimizer& optimizer() override { return optimizer_; }
@@ -82,7 +85,9 @@ class ZeroGradSync final : public GradSync {
   // Gradients accumulate locally in the model's parameters until after_backward().
   void begin_micro_batch(int, int) override {}
   void after_backward() override { optimizer_.reduce_gradients(); }
-  double clip(double max_norm) override { return optimizer_.clip_grad_norm(model_.specs, *model_.tp, max_norm); }
+  double clip(double max_norm, double grad_scale) override {
+    return optimizer_.clip_grad_norm(model_.specs, *model_.tp, max_norm, grad_scale);
+  }
   void step() override { optimizer_.step_and_gather(); }
   void zero_grad() override {
     optimizer_.zero_grad();  // the slices'

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,6 +20,7 @@ struct GradSyncOptions {
   bool shard_state = false;                 // ZeRO-1 (optimizer state sharded over dp) when dp > 1
   int64_t bucket_bytes = 25 * 1024 * 1024;  // bucketed all-reduce: GradBucketerOptions::bucket_bytes
   bool overlap = true;                      // bucketed all-reduce: buckets start during backward
+  std::optional<DType> grad_dtype;          // bucketed all-reduce: GradBucketerOptions::wire_dtype
   optim::AdamWOptions adamw;
   std::vector<optim::ParamGroup> groups;  // of the model's parameters: lr and weight decay per group (at least one)
 };
@@ -39,8 +41,10 @@ class GradSync {
   virtual void after_backward() = 0;
   // torch's clip_grad_norm_ of the full model from what this strategy holds (parallel::clip_grad_norm's counting
   // over tp; ZeRO's slices over dp too): scales the gradients when max_norm / (total + 1e-6) < 1 and returns total.
-  // Collective over tp (and dp).
-  virtual double clip(double max_norm) = 0;
+  // Collective over tp (and dp). With loss scaling the gradients hold grad_scale times the gradient: total is the
+  // unscaled norm and the gradients come out unscaled (and clipped). A non-finite total (an Inf or NaN on any rank,
+  // which the sums spread to every rank) is the same on every rank, so every rank skips that step.
+  virtual double clip(double max_norm, double grad_scale = 1.0) = 0;
   // The optimizer's update, written into the model's parameters. Collective over dp for ZeRO-1.
   virtual void step() = 0;
   // Drops every gradient: the model's and the optimizer's own.

@@ -259,11 +259,12 @@ void ZeroAdamW::reduce_gradients() {
   for (const Slices::Part& p : s.parts) p.slice.set_grad(flat_part(s.flats[p.flat].grad, p.offset, p.chunk));
 }
 
-double ZeroAdamW::clip_grad_norm(const std::map<std::string, ShardSpec>& specs, ProcessGroup& tp, double max_norm) {
+double ZeroAdamW::clip_grad_norm(const std::map<std::string, ShardSpec>& specs, ProcessGroup& tp, double max_norm,
+                                 double grad_scale) {
   std::vector<std::pair<std::string, Tensor>> named_slices;  // each slice under its parameter's name
   for (const Slices::Part& p : slices_->parts) named_slices.emplace_back(p.name, p.slice);
   // The dp slices are disjoint parts of every gradient: every element counted once.
-  return parallel::clip_grad_norm(named_slices, specs, tp, max_norm, dp_);
+  return parallel::clip_grad_norm(named_slices, specs, tp, max_norm, dp_, grad_scale);
 }
 
 void ZeroAdamW::step_and_gather() {
@@ -327,8 +328,7 @@ void ZeroAdamW::load_full_state(const std::vector<optim::FullParamState>& states
         restored.tensors.emplace(key, s.local_slice(full, i));
         continue;
       }
-      CHECK(p.low_precision()) << "ZeroAdamW::load_full_state: '" << p.name << "' (" << p.param.str()
-                               << ") is its own master; a separate '" << kMasterKey << "' is not expected";
+      if (!p.low_precision()) copy_(p.param, full);  // its own master (a checkpoint of a bf16 run)
       copy_(p.slice, s.local_slice(full, i));
     }
     reset_state(p.slice, &restored);

@@ -32,7 +32,7 @@ namespace px::parallel {
 class ZeroAdamW : public optim::AdamW {
  public:
   // The full-state key of a bf16/f16 parameter's f32 master weights (full tensors shaped like the parameter).
-  static constexpr char kMasterKey[] = "master";
+  static constexpr const char* kMasterKey = optim::kMasterKey;
 
   // named_params: the model's parameters by name (contiguous, on one device, f32, f64, bf16 or f16), in model order;
   // the names are those of the shard specs in clip_grad_norm. groups: each parameter of a group is one of
@@ -52,7 +52,9 @@ class ZeroAdamW : public optim::AdamW {
   // over `tp` as parallel::clip_grad_norm counts it (sharded parameters on every tp rank, replicated ones on tp
   // rank 0); scales the slices' gradients when max_norm / (total + 1e-6) < 1. Returns total. Collective over
   // dp and tp.
-  double clip_grad_norm(const std::map<std::string, ShardSpec>& specs, ProcessGroup& tp, double max_norm);
+  // grad_scale: as parallel::clip_grad_norm's (loss scaling).
+  double clip_grad_norm(const std::map<std::string, ShardSpec>& specs, ProcessGroup& tp, double max_norm,
+                        double grad_scale = 1.0);
   // AdamW on this rank's slices (Optimizer::step over them), then all_gather of the slices into every model
   // parameter (rounded to a bf16/f16 parameter's dtype). Collective over dp.
   void step_and_gather();

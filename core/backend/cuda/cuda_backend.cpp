@@ -69,19 +69,25 @@ CudaBackend& cuda_backend() {
   return *backend;
 }
 
+namespace {
+std::string g_unavailable_reason;  // why init_cuda_backend() found no usable GPU; written once
+}  // namespace
+
 bool init_cuda_backend() {
   static const bool available = [] {
     int count = 0;
     const cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess || count == 0) {
       (void)cudaGetLastError();
-      LOG(INFO) << "CUDA: no usable GPU (cudaGetDeviceCount: "
-                << (err != cudaSuccess ? cudaGetErrorString(err) : "0 devices") << "); running on the CPU";
+      g_unavailable_reason = std::string("cudaGetDeviceCount: ") +
+                             (err != cudaSuccess ? cudaGetErrorString(err) : "0 devices");
+      VLOG(1) << "CUDA: no usable GPU (" << g_unavailable_reason << "); running on the CPU";
       return false;
     }
     std::string why;
     if (!gpu::kernels_loadable(&why)) {
-      LOG(INFO) << "CUDA: no usable GPU (" << why << "); running on the CPU";
+      g_unavailable_reason = why;
+      VLOG(1) << "CUDA: no usable GPU (" << why << "); running on the CPU";
       return false;
     }
     cudaDeviceProp prop{};
@@ -90,11 +96,32 @@ bool init_cuda_backend() {
     CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     register_allocator(DeviceType::cuda, &cuda_caching_allocator());
     register_backend(DeviceType::cuda, &cuda_backend());
-    LOG(INFO) << "CUDA: " << count << " GPU(s); cuda:" << device << " is " << prop.name << " (sm_" << prop.major
+    VLOG(1) << "CUDA: " << count << " GPU(s); cuda:" << device << " is " << prop.name << " (sm_" << prop.major
               << prop.minor << ", " << (prop.totalGlobalMem >> 20) << " MiB)";
     return true;
   }();
   return available;
+}
+
+std::vector<GpuInfo> visible_gpus(std::string* why_none) {
+  if (!init_cuda_backend()) {
+    if (why_none != nullptr) *why_none = g_unavailable_reason;
+    return {};
+  }
+  int count = 0;
+  CUDA_CHECK(cudaGetDeviceCount(&count));
+  std::vector<GpuInfo> gpus;
+  for (int i = 0; i < count; ++i) {
+    cudaDeviceProp prop{};
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, i));
+    gpus.push_back(GpuInfo{prop.name, static_cast<int64_t>(prop.totalGlobalMem), prop.major, prop.minor});
+  }
+  return gpus;
+}
+
+void set_current_gpu(int index) {
+  CHECK(init_cuda_backend()) << "set_current_gpu(" << index << "): no usable GPU";
+  CUDA_CHECK(cudaSetDevice(index));
 }
 
 // ---- copies, with host staging ----

@@ -1,0 +1,65 @@
+// train.device and train.precision resolved against this machine: the GPU of each local rank, the
+// weights' dtype, and the console lines that say which and why.
+#include "launcher/device_plan.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "core/backend/backend.h"
+#include "core/util/error.h"
+
+namespace px {
+
+namespace {
+
+std::string gpu_line(int index, const GpuInfo& gpu) {
+  char line[256];
+  std::snprintf(line, sizeof line, "GPU %d: %s, %.1f GiB, compute %d.%d", index, gpu.name.c_str(),
+                static_cast<double>(gpu.memory_bytes) / (1 << 30), gpu.major, gpu.minor);
+  return line;
+}
+
+DType precision_dtype(const std::string& precision, bool on_gpu) {
+  if (precision == "bf16") return DType::bf16;
+  if (precision == "f16") return DType::f16;
+  if (precision == "f32") return DType::f32;
+  return on_gpu ? DType::bf16 : DType::f32;  // auto
+}
+
+}  // namespace
+
+DevicePlan plan_device(const std::string& device, const std::string& precision,
+                       const parallel::ProcessPlacement& placement, const std::string& field) {
+  DevicePlan plan;
+  std::string why;
+  std::string chosen_because;
+  const bool want_gpu = device == "cuda" || device == "auto";
+  const std::vector<GpuInfo> gpus = want_gpu ? visible_gpus(&why) : std::vector<GpuInfo>{};
+  if (device == "cuda" && gpus.empty()) {
+    throw ConfigError(field + ": cuda, but this machine has no usable GPU (" + why + "); use cpu or auto");
+  }
+  const bool on_gpu = !gpus.empty();
+  if (on_gpu && placement.local_size > static_cast<int>(gpus.size())) {
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    throw ConfigError(field + ": " + std::to_string(placement.local_size) + " ranks on this node but " +
+                      std::to_string(gpus.size()) + " visible GPU(s)" +
+                      (visible != nullptr ? std::string(" (CUDA_VISIBLE_DEVICES=") + visible + ")" : "") +
+                      "; start at most one rank per GPU, or use cpu");
+  }
+  if (on_gpu) {
+    plan.device = cuda(placement.local_rank);
+    for (size_t i = 0; i < gpus.size(); ++i) plan.gpus.push_back(gpu_line(static_cast<int>(i), gpus[i]));
+    chosen_because = device == "auto" ? " (" + field + " auto: a GPU is present)" : "";
+  } else {
+    plan.device = cpu();
+    chosen_because = device == "auto" ? " (" + field + " auto: no usable GPU: " + why + ")" : "";
+  }
+  plan.dtype = precision_dtype(precision, on_gpu);
+  plan.loss_scaling = plan.dtype == DType::f16;
+  plan.summary = "device " + plan.device.str() + chosen_because + ", precision " + dtype_name(plan.dtype) +
+                 (plan.loss_scaling ? " with dynamic loss scaling" : "") +
+                 (plan.dtype != master_dtype(plan.dtype) ? " (f32 master weights, gradients and losses)" : "");
+  return plan;
+}
+
+}  // namespace px
