@@ -292,10 +292,12 @@ ckpt::proto::Manifest write_tensors(const std::string& dir, const nn::Module& mo
   manifest.set_optimizer(optimizer.name());
   manifest.set_tokens_seen(state.tokens_seen);
   manifest.set_train_seconds(state.train_seconds);
-  ckpt::proto::LossScale& scale = *manifest.mutable_loss_scale();
-  scale.set_scale(state.loss_scale.scale);
-  scale.set_good_steps(state.loss_scale.good_steps);
-  scale.set_hysteresis_left(state.loss_scale.hysteresis_left);
+  if (state.loss_scale) {
+    ckpt::proto::LossScale& scale = *manifest.mutable_loss_scale();
+    scale.set_scale(state.loss_scale->scale);
+    scale.set_good_steps(state.loss_scale->good_steps);
+    scale.set_hysteresis_left(state.loss_scale->hysteresis_left);
+  }
   ckpt::proto::Cursor* cursor = manifest.mutable_data_cursor();
   cursor->set_seed(state.cursor.seed);
   cursor->set_epoch(state.cursor.epoch);
@@ -681,12 +683,10 @@ ckpt::proto::Manifest load_checkpoint(const std::string& checkpoint_dir, nn::Mod
     state->cursor.batch_in_window = manifest.data_cursor().batch_in_window();
     state->tokens_seen = manifest.tokens_seen();
     state->train_seconds = manifest.train_seconds();
+    state->loss_scale.reset();
     if (manifest.has_loss_scale()) {
-      state->loss_scale.scale = manifest.loss_scale().scale();
-      state->loss_scale.good_steps = manifest.loss_scale().good_steps();
-      state->loss_scale.hysteresis_left = manifest.loss_scale().hysteresis_left();
-    } else {
-      state->loss_scale = optim::LossScalerState{};
+      state->loss_scale = optim::LossScalerState{manifest.loss_scale().scale(), manifest.loss_scale().good_steps(),
+                                                 manifest.loss_scale().hysteresis_left()};
     }
     for (const auto& [gen, rng] : rng_loads) gen->set_state(rng->seed(), rng->offset());
   }

@@ -25,7 +25,7 @@ struct TrainState {
   std::vector<std::pair<std::string, Generator*>> rngs;  // saved by name; restored into the same objects
   int64_t tokens_seen = 0;
   double train_seconds = 0;
-  optim::LossScalerState loss_scale;  // f16's dynamic loss scale (1 for f32 and bf16)
+  std::optional<optim::LossScalerState> loss_scale;  // f16's dynamic loss scale; none for f32 and bf16
 };
 
 // How this rank's tensors relate to the full (tp = 1) tensors a checkpoint holds. Sharded parameters, and their

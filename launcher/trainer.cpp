@@ -156,7 +156,7 @@ class Trainer {
     } else {
       for (const RngStream& stream : task_.rng_streams()) state_.rngs.emplace_back(stream.name, stream.generator);
     }
-    state_.loss_scale = scaler_.state();
+    if (scaler_.enabled()) state_.loss_scale = scaler_.state();
     last_checkpoint_step_ = state_.step;
   }
 
@@ -272,7 +272,10 @@ class Trainer {
       if (!stream.rank_own_seed || saved(stream.name)) state_.rngs.emplace_back(stream.name, stream.generator);
     }
     load_checkpoint(checkpoint, task_.model(), &grad_sync_->optimizer(), &state_, layout_);
-    scaler_.set_state(state_.loss_scale);
+    // An f16 run resumed from an f32/bf16 checkpoint starts from the initial scale; the reverse drops the scale.
+    if (scaler_.enabled() && state_.loss_scale) scaler_.set_state(*state_.loss_scale);
+    state_.loss_scale.reset();
+    if (scaler_.enabled()) state_.loss_scale = scaler_.state();
     state_.rngs.clear();
     for (size_t i = 0; i < streams.size(); ++i) {
       Generator& gen = *streams[i].generator;
@@ -335,7 +338,7 @@ class Trainer {
     if (!result.skipped) grad_sync_->step();
     grad_sync_->zero_grad();
     scaler_.update(result.skipped);
-    state_.loss_scale = scaler_.state();
+    if (scaler_.enabled()) state_.loss_scale = scaler_.state();
     if (!result.skipped) {
       skipped_in_a_row_ = 0;
       return result;

@@ -208,8 +208,67 @@ TEST_P(CheckpointDTypeTest, ResumedTrainingIsBitIdentical) {
   EXPECT_EQ(snapshot(resumed), snapshot(uninterrupted));
 }
 
-INSTANTIATE_TEST_SUITE_P(DTypes, CheckpointDTypeTest, ::testing::Values(DType::f32, DType::f64),
+// bf16/f16: the f32 master weights and moments are optimizer state like any other.
+INSTANTIATE_TEST_SUITE_P(DTypes, CheckpointDTypeTest, ::testing::Values(DType::f32, DType::f64, DType::bf16,
+                                                                        DType::f16),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+// An f16 run's loss scale comes back; a run without one (f32, bf16) writes none and reads none.
+TEST_F(CheckpointTest, LossScaleRoundTrips) {
+  TrainingRun trained(1);
+  trained.train(1);
+  const std::string unscaled = trained.save(path("unscaled"));
+  trained.state.loss_scale = optim::LossScalerState{1024.0, 7, 1};
+  const std::string scaled = trained.save(run_dir());
+  EXPECT_NE(read_file(scaled + "/manifest.pbtxt").find("loss_scale"), std::string::npos);
+  EXPECT_EQ(read_file(unscaled + "/manifest.pbtxt").find("loss_scale"), std::string::npos);
+
+  TrainingRun fresh(2);
+  fresh.load(scaled);
+  ASSERT_TRUE(fresh.state.loss_scale.has_value());
+  EXPECT_EQ(fresh.state.loss_scale->scale, 1024.0);
+  EXPECT_EQ(fresh.state.loss_scale->good_steps, 7);
+  EXPECT_EQ(fresh.state.loss_scale->hysteresis_left, 1);
+  fresh.load(unscaled);
+  EXPECT_FALSE(fresh.state.loss_scale.has_value());
+}
+
+// train.precision may change on resume. bf16 -> f32: the f32 weights are the bf16 run's f32 masters, exactly, and
+// its moments carry over; f32 -> bf16: the weights are the f32 ones rounded to bf16 (the master starts from them).
+TEST_F(CheckpointTest, ResumesInAnotherPrecision) {
+  TrainingRun half(1, {.dtype = DType::bf16});
+  half.train(3);
+  const std::string half_dir = half.save(path("half"));
+  TrainingRun full(2, {.dtype = DType::f32});
+  full.load(half_dir);
+  const auto half_params = half.net.named_parameters(), full_params = full.net.named_parameters();
+  ASSERT_EQ(full_params.size(), half_params.size());
+  for (size_t i = 0; i < full_params.size(); ++i) {
+    const std::string& name = full_params[i].first;
+    ASSERT_EQ(half_params[i].first, name);
+    EXPECT_EQ(full_params[i].second.dtype(), DType::f32) << name;
+    const optim::ParamState* half_state = half.opt.state(half_params[i].second);
+    const optim::ParamState* full_state = full.opt.state(full_params[i].second);
+    ASSERT_TRUE(half_state != nullptr && full_state != nullptr) << name;
+    EXPECT_EQ(bytes_of(full_params[i].second), bytes_of(half_state->tensors.at(optim::kMasterKey))) << name;
+    EXPECT_EQ(full_state->tensors.count(optim::kMasterKey), 0u) << name << ": an f32 parameter is its own master";
+    EXPECT_EQ(bytes_of(full_state->tensors.at("exp_avg")), bytes_of(half_state->tensors.at("exp_avg"))) << name;
+    EXPECT_EQ(full_state->step, 3) << name;
+  }
+  full.train(1);  // and trains on
+
+  const std::string full_dir = full.save(path("full"));
+  TrainingRun again(3, {.dtype = DType::bf16});
+  again.load(full_dir);
+  const auto expected = full.net.named_parameters(), loaded = again.net.named_parameters();
+  for (size_t i = 0; i < loaded.size(); ++i) {
+    EXPECT_EQ(loaded[i].second.dtype(), DType::bf16) << loaded[i].first;
+    EXPECT_EQ(bytes_of(loaded[i].second), bytes_of(to_dtype(expected[i].second, DType::bf16))) << loaded[i].first;
+  }
+  again.train(1);
+  for (const auto& [name, p] : again.net.named_parameters())
+    EXPECT_EQ(again.opt.state(p)->tensors.at(optim::kMasterKey).dtype(), DType::f32) << name;
+}
 
 // The on-disk schema documented in checkpoint.proto: dataset names, row layout, raw-byte dtypes, fletcher32.
 TEST_F(CheckpointTest, TensorsFileLayout) {

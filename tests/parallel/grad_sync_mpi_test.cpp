@@ -1,14 +1,18 @@
 // GradSync's three strategies against each other: none at dp = 1 (the reference, in the same process) and bucketed
 // all-reduce and ZeRO-1 over dp = world, with two micro-batches per step, two parameter groups with their own lr
-// schedules and clipping active: the same norms, updates and optimizer state (in the model's terms).
+// schedules and clipping active: the same norms, updates and optimizer state (in the model's terms). And a NaN in
+// one rank's gradient makes every rank's clipping norm non-finite, so every rank skips that step alike.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/ops/ops.h"
 #include "core/optim/adamw.h"
+#include "core/optim/loss_scaler.h"
 #include "parallel/dp/grad_sync.h"
 #include "parallel/grid.h"
 #include "tests/common/compare.h"
@@ -98,6 +102,56 @@ TEST_P(GradSyncStrategies, EqualNoSyncOnOneRank) {
     ASSERT_EQ(state[i].state.tensors.size(), expected[i].state.tensors.size()) << p[i].first;
     for (const auto& [key, t] : expected[i].state.tensors)
       EXPECT_TRUE(all_close(state[i].state.tensors.at(key), t, kRtol, kAtol, p[i].first + "." + key));
+  }
+}
+
+// The trainer's rule (launcher/trainer.cpp): update only when the norm is finite; the f16 loss scaler learns of
+// the overflow. The last rank's fc2.weight gradient turns NaN at step kNanStep (a hook ahead of the sync's own);
+// every rank then sees a NaN norm, skips the update, backs the scale off alike, and the next step trains again.
+TEST_P(GradSyncStrategies, NanOnOneRankSkipsTheStepOnEveryRank) {
+  constexpr int kNanStep = 2;
+  ParallelGrid grid(world().group(), /*tp=*/1);
+  SmallMlp net(kInitSeed);
+  int step = 0;
+  const bool poisoning_rank = grid.dp_rank() == grid.dp_size() - 1;
+  for (const auto& [name, p] : net.named_parameters()) {
+    if (name != "fc2.weight") continue;
+    p.register_grad_ready_hook([&step, poisoning_rank](const Tensor& grad) {
+      if (poisoning_rank && step == kNanStep) fill_(grad, std::numeric_limits<double>::quiet_NaN());
+    });
+  }
+  const std::unique_ptr<GradSync> sync = make_sync(net, grid, GetParam());
+  optim::LossScalerOptions scaler_options;
+  scaler_options.hysteresis = 1;  // back off at the first overflow
+  optim::LossScaler scaler(true, scaler_options);
+  for (; step < 4; ++step) {
+    const int64_t micro_rows = kRowsPerRank * grid.dp_size();
+    const MlpBatch batch = mlp_batch(micro_rows, kDataSeed + static_cast<uint64_t>(step));
+    std::vector<Tensor> before;
+    for (const auto& [name, p] : net.named_parameters()) before.push_back(clone(p));
+    sync->begin_micro_batch(0, 1);
+    backward(squared_error(net, rows(batch.x, grid.dp_rank() * kRowsPerRank, kRowsPerRank),
+                           rows(batch.target, grid.dp_rank() * kRowsPerRank, kRowsPerRank),
+                           static_cast<double>(micro_rows)) * scaler.scale());
+    sync->after_backward();
+    const double norm = sync->clip(kMaxNorm, scaler.scale());
+    const bool skip = !std::isfinite(norm);
+    EXPECT_EQ(skip, step == kNanStep) << "step " << step << ", dp rank " << grid.dp_rank() << ": norm " << norm;
+    if (!skip) sync->step();
+    sync->zero_grad();
+    scaler.update(skip);
+    EXPECT_EQ(scaler.scale(), step < kNanStep ? 65536.0 : 32768.0) << "step " << step;
+    const auto params = net.named_parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      const bool unchanged = all_close(params[i].second, before[i], 0.0, 0.0, params[i].first);
+      EXPECT_EQ(unchanged, skip) << "step " << step << ", dp rank " << grid.dp_rank() << ": " << params[i].first;
+    }
+  }
+  // Every rank agrees on the weights (a rank that had updated at the NaN step would differ).
+  for (const auto& [name, p] : net.named_parameters()) {
+    const Tensor first = clone(p);
+    grid.dp().broadcast(first, 0)->wait();
+    EXPECT_TRUE(all_close(p, first, 0.0, 0.0, name + " against dp rank 0"));
   }
 }
 

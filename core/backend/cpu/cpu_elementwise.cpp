@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "core/backend/cpu/cpu_backend.h"
+#include "core/backend/cpu/f32_stage.h"
 #include "core/backend/cpu/cpu_loops.h"
 #include "core/util/philox.h"
 
@@ -244,6 +245,11 @@ void CpuBackend::normal(const Tensor& out, uint64_t seed, uint64_t offset, doubl
 
 // out = op(x; alpha); x strided, out contiguous.
 void CpuBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out, double alpha) {
+  if (F32Stage::any_half({&x, &out})) {
+    F32Stage s;
+    unary(op, s.in(x), s.out(out), alpha);
+    return s.finish();
+  }
   CHECK(x.dtype() == out.dtype()) << "unary: x " << x.str() << " vs out " << out.str();
   if (out.numel() == 0) return;
   dispatch_float(x.dtype(), "unary", [&](auto t) { unary_typed<decltype(t)>(op, x, out, alpha); });
@@ -252,6 +258,11 @@ void CpuBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out, double al
 // gx = gy * op'(x), from x or y = op(x) as convenient.
 void CpuBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& gy, const Tensor& gx,
                                 double alpha) {
+  if (F32Stage::any_half({&x, &y, &gy, &gx})) {
+    F32Stage s;
+    unary_backward(op, s.in(x), s.in(y), s.in(gy), s.out(gx), alpha);
+    return s.finish();
+  }
   CHECK(gy.shape() == gx.shape() && gy.dtype() == gx.dtype())
       << "unary_backward: gy " << gy.str() << " vs gx " << gx.str();
   if (gx.numel() == 0) return;
@@ -261,6 +272,11 @@ void CpuBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, co
 
 // out = a op b; a, b (out's shape, any strides); out contiguous, bool for comparisons.
 void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
+  if (F32Stage::any_half({&a, &b, &out})) {
+    F32Stage s;
+    binary(op, s.in(a), s.in(b), s.out(out));
+    return s.finish();
+  }
   CHECK(a.dtype() == b.dtype()) << "binary: operand dtypes differ: " << a.str() << " vs " << b.str();
   const DType want = is_comparison(op) ? DType::boolean : a.dtype();
   CHECK(out.dtype() == want) << "binary: out is " << out.str() << ", expected " << dtype_name(want);
@@ -296,6 +312,11 @@ void CpuBackend::where(const Tensor& cond, const Tensor& a, const Tensor& b, con
 
 // y_i = keep_i ? x_i / (1 - p) : 0 with keep_i = U32(seed, offset + i) >= p.  x, y contiguous.
 void CpuBackend::dropout(const Tensor& x, const Tensor& y, double p, uint64_t seed, uint64_t offset) {
+  if (F32Stage::any_half({&x, &y})) {  // the mask depends on the element index only: the same as in f32
+    F32Stage s;
+    dropout(s.in(x), s.out(y), p, seed, offset);
+    return s.finish();
+  }
   CHECK(x.shape() == y.shape() && x.dtype() == y.dtype()) << "dropout: x " << x.str() << " vs y " << y.str();
   CHECK(x.is_contiguous() && y.is_contiguous()) << "dropout: x and y must be contiguous";
   CHECK(p >= 0.0 && p <= 1.0) << "dropout: p = " << p << " outside [0, 1]";

@@ -1,11 +1,12 @@
 // CPU GEMM through OpenBLAS: batched c = alpha * a @ b + beta * c with row-major or transposed
-// operands and broadcast (stride-0) batches; bf16/f16 go through f32 temporaries.
+// operands and broadcast (stride-0) batches; bf16/f16 through f32 stand-ins (F32Stage).
 #include <cblas.h>
 
 #include <algorithm>
 #include <type_traits>
 
 #include "core/backend/cpu/cpu_backend.h"
+#include "core/backend/cpu/f32_stage.h"
 #include "core/backend/cpu/cpu_loops.h"
 
 namespace px {
@@ -64,21 +65,15 @@ void gemm_blas(const Tensor& a, const Tensor& b, const Tensor& c, double alpha, 
   }
 }
 
-// A contiguous f32 copy of a 16-bit operand; a broadcast batch is converted once and re-broadcast.
-Tensor to_f32(const Tensor& t) {
-  Tensor src = t;
-  bool broadcast = t.dim() == 3 && t.size(0) > 1 && t.stride(0) == 0;
-  if (broadcast) src = t.as_strided({1, t.size(1), t.size(2)}, {0, t.stride(1), t.stride(2)}, t.offset());
-  Tensor f = Tensor::empty(src.shape(), DType::f32);
-  cpu_backend().copy(src, f);
-  if (broadcast) f = f.as_strided(t.shape(), {0, f.stride(1), f.stride(2)}, 0);
-  return f;
-}
-
 }  // namespace
 
 // c = alpha * a @ b + beta * c: a (B, M, K), b (B, K, N), c (B, M, N) contiguous (B optional).
 void CpuBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, double alpha, double beta) {
+  if (F32Stage::any_half({&a, &b, &c})) {
+    F32Stage s;
+    gemm(s.in(a), s.in(b), beta != 0.0 ? s.inout(c) : s.out(c), alpha, beta);
+    return s.finish();
+  }
   CHECK(a.dim() == b.dim() && a.dim() == c.dim() && (c.dim() == 3 || c.dim() == 2))
       << "gemm: expects (B, M, K) @ (B, K, N) -> (B, M, N); got " << a.str() << ", " << b.str() << ", " << c.str();
   CHECK(a.dtype() == b.dtype() && a.dtype() == c.dtype())
@@ -94,25 +89,13 @@ void CpuBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, double 
     if (beta == 0.0) {
       fill(c, 0.0);
     } else if (beta != 1.0) {
-      Tensor cf = c.dtype() == DType::f64 ? c : Tensor::empty(c.shape(), DType::f32);
-      if (cf.impl() != c.impl()) copy(c, cf);
-      unary(UnaryOp::mul_scalar, cf, cf, beta);
-      if (cf.impl() != c.impl()) copy(cf, c);
+      unary(UnaryOp::mul_scalar, c, c, beta);
     }
     return;
   }
   switch (c.dtype()) {
     case DType::f32: return gemm_blas<float>(a, b, c, alpha, beta);
     case DType::f64: return gemm_blas<double>(a, b, c, alpha, beta);
-    case DType::bf16:
-    case DType::f16: {
-      const Tensor af = to_f32(a), bf = to_f32(b);
-      Tensor cf = Tensor::empty(c.shape(), DType::f32);
-      if (beta != 0.0) copy(c, cf);
-      gemm_blas<float>(af, bf, cf, alpha, beta);
-      copy(cf, c);
-      return;
-    }
     default:
       LOG(FATAL) << "op gemm: dtype " << dtype_name(c.dtype()) << " not supported on the CPU; convert to f32";
   }

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/backend/cpu/cpu_backend.h"
+#include "core/backend/cpu/f32_stage.h"
 #include "core/backend/cpu/cpu_loops.h"
 
 namespace px {
@@ -115,6 +116,11 @@ void CpuBackend::index_select(const Tensor& x, int64_t dim, const Tensor& index,
 
 // out[o, index[l], i] += src[o, l, i]; tasks own (o, block of i), each walking every l in order.
 void CpuBackend::index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) {
+  if (F32Stage::any_half({&out, &src})) {  // accumulates in f32
+    F32Stage s;
+    index_add(s.inout(out), dim, index, s.in(src));
+    return s.finish();
+  }
   dim = wrap_dim(dim, std::max<int64_t>(out.dim(), 1));
   check_index("index_add", index);
   CHECK(out.is_contiguous() && src.is_contiguous() && out.dtype() == src.dtype())
@@ -176,6 +182,11 @@ void CpuBackend::gather(const Tensor& x, int64_t dim, const Tensor& index, const
 
 // out[p with coordinate dim replaced by index[p]] += src[p]; tasks own (outer o, block of inner).
 void CpuBackend::scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) {
+  if (F32Stage::any_half({&out, &src})) {  // accumulates in f32
+    F32Stage s;
+    scatter_add(s.inout(out), dim, index, s.in(src));
+    return s.finish();
+  }
   dim = wrap_dim(dim, std::max<int64_t>(out.dim(), 1));
   check_index("scatter_add", index);
   CHECK(index.shape() == src.shape()) << "scatter_add: index " << index.str() << " vs src " << src.str();

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/backend/cpu/cpu_backend.h"
+#include "core/backend/cpu/f32_stage.h"
 #include "core/backend/cpu/cpu_loops.h"
 
 namespace px {
@@ -141,6 +142,11 @@ void check_stat(const char* op, const char* name, const Tensor& s, const Tensor&
 
 void CpuBackend::layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& y,
                            const Tensor& mean, const Tensor& rstd) {
+  if (F32Stage::any_half({&x, &w, &b, &y, &mean, &rstd})) {  // statistics in f32
+    F32Stage s;
+    layernorm(s.in(x), s.in(w), s.in(b), eps, s.out(y), s.out(mean), s.out(rstd));
+    return s.finish();
+  }
   CHECK(x.shape() == y.shape() && x.dtype() == y.dtype() && x.is_contiguous() && y.is_contiguous())
       << "layernorm: x " << x.str() << " and y " << y.str() << " must match and be contiguous";
   check_param("layernorm", "w", w, x);
@@ -155,6 +161,11 @@ void CpuBackend::layernorm(const Tensor& x, const Tensor& w, const Tensor& b, do
 
 void CpuBackend::layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
                                     const Tensor& gy, const Tensor& gx, const Tensor& gw, const Tensor& gb) {
+  if (F32Stage::any_half({&x, &w, &mean, &rstd, &gy, &gx, &gw, &gb})) {
+    F32Stage s;
+    layernorm_backward(s.in(x), s.in(w), s.in(mean), s.in(rstd), s.in(gy), s.out(gx), s.out(gw), s.out(gb));
+    return s.finish();
+  }
   CHECK(x.shape() == gy.shape() && x.dtype() == gy.dtype() && x.is_contiguous() && gy.is_contiguous())
       << "layernorm_backward: x " << x.str() << " and gy " << gy.str() << " must match and be contiguous";
   CHECK(!gx.defined() || (gx.shape() == x.shape() && gx.dtype() == x.dtype() && gx.is_contiguous()))

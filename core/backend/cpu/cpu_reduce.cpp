@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/backend/cpu/cpu_backend.h"
+#include "core/backend/cpu/f32_stage.h"
 #include "core/backend/cpu/cpu_loops.h"
 
 namespace px {
@@ -167,6 +168,11 @@ void argmax_typed(const Tensor& x, const Tensor& out, const DimGroup& kept, int6
 
 // out = reduce of x over the dims where out has size 1 and x does not; out contiguous, x's ndim.
 void CpuBackend::reduce(ReduceOp op, const Tensor& x, const Tensor& out) {
+  if (F32Stage::any_half({&x, &out})) {  // sums accumulate in f32
+    F32Stage s;
+    reduce(op, s.in(x), s.out(out));
+    return s.finish();
+  }
   CHECK_EQ(x.dim(), out.dim()) << "reduce: x " << x.str() << " and out " << out.str() << " differ in ndim";
   CHECK(out.is_contiguous()) << "reduce: out must be contiguous, got strides " << shape_str(out.strides());
   const DType want = op == ReduceOp::argmax ? DType::i64 : x.dtype();

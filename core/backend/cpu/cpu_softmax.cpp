@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "core/backend/cpu/cpu_backend.h"
+#include "core/backend/cpu/f32_stage.h"
 #include "core/backend/cpu/cpu_loops.h"
 
 namespace px {
@@ -161,11 +162,21 @@ void check_rows(const char* op, const Tensor& a, const Tensor& b) {
 }  // namespace
 
 void CpuBackend::softmax(const Tensor& x, const Tensor& y, bool log) {
+  if (F32Stage::any_half({&x, &y})) {
+    F32Stage s;
+    softmax(s.in(x), s.out(y), log);
+    return s.finish();
+  }
   check_rows("softmax", x, y);
   dispatch_float(x.dtype(), "softmax", [&](auto t) { softmax_typed<decltype(t)>(x, y, log); });
 }
 
 void CpuBackend::softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log) {
+  if (F32Stage::any_half({&y, &gy, &gx})) {
+    F32Stage s;
+    softmax_backward(s.in(y), s.in(gy), s.out(gx), log);
+    return s.finish();
+  }
   check_rows("softmax_backward", y, gy);
   check_rows("softmax_backward", y, gx);
   dispatch_float(y.dtype(), "softmax_backward", [&](auto t) { softmax_backward_typed<decltype(t)>(y, gy, gx, log); });
@@ -173,6 +184,11 @@ void CpuBackend::softmax_backward(const Tensor& y, const Tensor& gy, const Tenso
 
 void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double eps,
                                const Tensor& loss, const Tensor& lse) {
+  if (F32Stage::any_half({&logits, &loss, &lse})) {
+    F32Stage s;
+    cross_entropy(s.in(logits), target, ignore_index, eps, s.out(loss), s.out(lse));
+    return s.finish();
+  }
   CHECK(logits.dim() == 2 && logits.is_contiguous()) << "cross_entropy: logits must be contiguous (N, C), got "
                                                      << logits.str();
   const int64_t n = logits.size(0);
@@ -189,6 +205,11 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& target, int64
 void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
                                         const Tensor& gloss, int64_t ignore_index, double eps,
                                         const Tensor& glogits) {
+  if (F32Stage::any_half({&logits, &lse, &gloss, &glogits})) {
+    F32Stage s;
+    cross_entropy_backward(s.in(logits), target, s.in(lse), s.in(gloss), ignore_index, eps, s.out(glogits));
+    return s.finish();
+  }
   check_rows("cross_entropy_backward", logits, glogits);
   CHECK(logits.dim() == 2) << "cross_entropy_backward: logits must be (N, C), got " << logits.str();
   const int64_t n = logits.size(0);
