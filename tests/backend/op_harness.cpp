@@ -10,6 +10,7 @@
 
 #include "core/backend/cpu/cpu_backend.h"
 #include "core/backend/cpu/reference_kernels.h"
+#include "tests/common/gpu_skip.h"
 
 #ifdef PARALLAX_WITH_CUDA
 #include "core/backend/cuda/cuda_backend.h"
@@ -85,10 +86,8 @@ ReferenceBackend& reference_backend() {
   return backend;
 }
 
-bool is_half(DType t) { return t == DType::bf16 || t == DType::f16; }
-
-// The CPU's float kernels are f32/f64; its integer-capable ones add i32/i64 (and bool/u8 where noted in
-// cpu_*.cpp); its copies and byte-moving index kernels take every dtype.
+// The CPU's float kernels take every float dtype (bf16/f16 through f32 stand-ins, F32Stage); its integer-capable
+// ones add i32/i64 (and bool/u8 where noted in cpu_*.cpp); its copies and byte-moving index kernels take every dtype.
 bool cpu_supports(OpFamily f, DType t) {
   switch (f) {
     case OpFamily::copy:
@@ -96,15 +95,12 @@ bool cpu_supports(OpFamily f, DType t) {
     case OpFamily::where:
     case OpFamily::index_select:
     case OpFamily::gather: return true;
-    case OpFamily::uniform:
-    case OpFamily::normal:
-    case OpFamily::gemm: return is_floating(t);
     case OpFamily::gemm_epilogue: return false;
     case OpFamily::binary:
     case OpFamily::reduce:
     case OpFamily::index_add:
-    case OpFamily::scatter_add: return !is_half(t);
-    default: return t == DType::f32 || t == DType::f64;
+    case OpFamily::scatter_add: return t != DType::u8 && t != DType::boolean;
+    default: return is_floating(t);
   }
 }
 
@@ -459,13 +455,7 @@ Operand Operand::host() && {
 
 BackendUnderTest cpu_under_test() { return {"cpu", cpu(), &cpu_backend(), cpu_supports}; }
 
-std::string cuda_unavailable_reason() {
-#ifdef PARALLAX_WITH_CUDA
-  return cuda_available() ? "" : "no usable GPU on this machine (the 'CUDA:' log line says why)";
-#else
-  return "built without CUDA (PARALLAX_CUDA=OFF)";
-#endif
-}
+std::string cuda_unavailable_reason() { return gpu_skip_reason(); }
 
 #ifdef PARALLAX_WITH_CUDA
 BackendUnderTest cuda_under_test() {

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/backend/backend.h"
+#include "tests/common/gpu_skip.h"
 
 #ifdef PARALLAX_WITH_CUDA
 #include "core/backend/cuda/caching_allocator.h"
@@ -17,7 +18,7 @@ namespace {
 #ifdef PARALLAX_WITH_CUDA
 
 TEST(CudaCachingAllocator, ReusesFreedBlocksAndEmptiesTheCache) {
-  if (!cuda_available()) GTEST_SKIP() << "no usable GPU on this machine (the 'CUDA:' log line says why)";
+  if (const std::string why = test::gpu_skip_reason(); !why.empty()) GTEST_SKIP() << why;
   CudaCachingAllocator& a = cuda_caching_allocator();
   a.empty_cache();
   const CudaAllocatorStats s0 = a.stats();

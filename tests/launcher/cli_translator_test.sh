@@ -103,6 +103,34 @@ EOF
 px "train at max_steps" 0 train --run-dir "$A"
 expect_in "train at max_steps" "nothing to do" "$OUT"
 
+# --- 2b. train.precision on the CPU (bf16/f16 storage, f32 compute, f32 masters): the 8 steps of run B within a
+# stated tolerance; f16 records its loss scale, which its checkpoint keeps; a bf16 run resumes in f32. ----------
+expect_in "train.device auto" "device cpu (train.device auto: no usable GPU" "$OUT"
+for precision in bf16 f16; do
+  px "train 8 in $precision" 0 train "$CONFIG" --run-dir "$WORK/run_$precision" --set train.max_steps=8 \
+    --set train.precision=$precision
+  expect_in "train 8 in $precision" "precision $precision" "$OUT"
+done
+expect_in "train 8 in f16" "with dynamic loss scaling" "$OUT"
+$PY - "$B" "$WORK/run_bf16" "$WORK/run_f16" <<'EOF' || fail "bf16/f16 loss curves"
+import json, sys
+def records(run):
+    return [r for r in map(json.loads, open(run + "/metrics.jsonl")) if "loss" in r]
+f32, bf16, f16 = (records(run) for run in sys.argv[1:])
+assert [r["step"] for r in bf16] == [r["step"] for r in f32] == [r["step"] for r in f16] == list(range(1, 9))
+for tol, curve in ((0.02, bf16), (0.005, f16)):
+    for a, b in zip(curve, f32):
+        assert abs(a["loss"] - b["loss"]) <= tol * b["loss"], (a["step"], a["loss"], b["loss"])
+assert bf16 != f32, "bf16 losses equal f32's bit for bit: the precision was not applied"
+assert all(r["loss_scale"] == 65536.0 for r in f16), [r.get("loss_scale") for r in f16]
+assert all("loss_scale" not in r for r in bf16)
+EOF
+grep -q "loss_scale" "$WORK/run_f16/checkpoints/step_8/manifest.pbtxt" || fail "f16: the checkpoint lacks loss_scale"
+grep -q "loss_scale" "$WORK/run_bf16/checkpoints/step_8/manifest.pbtxt" && fail "bf16: the checkpoint has a loss_scale"
+px "resume bf16 in f32" 0 train --run-dir "$WORK/run_bf16" --set train.max_steps=10 --set train.precision=f32
+expect_in "resume bf16 in f32" "step  9/10 | loss" "$OUT"
+expect_in "resume bf16 in f32" "precision f32" "$OUT"
+
 # --- 3. bad input: exit 2, one line "parallax: error: ..." naming the problem, the run dir untouched. --------
 # bad_input NAME DIR KEYWORD ARGS...: DIR must be byte-for-byte the same (or still absent) afterwards.
 bad_input() {
@@ -136,6 +164,12 @@ bad_input "--set wrong type" "$A" "train.max_steps" train --run-dir "$A" --set t
 bad_input "--set unknown field" "$A" "max_stepz" train --run-dir "$A" --set train.max_stepz=12
 bad_input "run dir of another model" "$A" "model.translator.d_model" train --run-dir "$A" --set model.d_model=64 \
   --set train.max_steps=12
+bad_input "train.device cuda without a GPU" "$WORK/run_new" "train.device: cuda, but this machine has no usable GPU" \
+  train "$CONFIG" --run-dir "$WORK/run_new" --set train.device=cuda
+bad_input "unknown train.precision" "$WORK/run_new" "train.precision" train "$CONFIG" --run-dir "$WORK/run_new" \
+  --set train.precision=fp8
+bad_input "unknown parallel.grad_dtype" "$WORK/run_new" "parallel.grad_dtype" train "$CONFIG" \
+  --run-dir "$WORK/run_new" --set parallel.grad_dtype=f16
 bad_input "new run dir without CONFIG" "$WORK/run_new" "CONFIG" train --run-dir "$WORK/run_new"
 mkdir "$WORK/not_a_run"
 bad_input "eval without a run" "$WORK/not_a_run" "not a run directory" eval --run-dir "$WORK/not_a_run"

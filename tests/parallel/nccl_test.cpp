@@ -19,6 +19,7 @@
 #include "core/ops/factory.h"
 #include "core/tensor/tensor.h"
 #include "parallel/comm/nccl_process_group.h"
+#include "tests/common/gpu_skip.h"
 #include "parallel/comm/process_group.h"
 #include "tests/common/compare.h"
 
@@ -79,7 +80,7 @@ constexpr int kLongSteps = 400;
 class NcclGroup : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!cuda_available()) GTEST_SKIP() << "no GPU";
+    if (const std::string why = test::gpu_skip_reason(); !why.empty()) GTEST_SKIP() << why;
     control_ = std::make_unique<LocalProcessGroup>("nccl-control");
     group_ = std::make_unique<NcclProcessGroup>("nccl-world", *control_, cuda(0), GroupOptions{});
   }
