@@ -10,6 +10,7 @@
 
 #include "core/backend/backend.h"
 #include "tests/backend/op_harness.h"
+#include "tests/common/gpu_skip.h"
 
 #ifdef PARALLAX_WITH_CUDA
 #include "core/backend/cuda/gemm_cublaslt.h"
@@ -338,7 +339,8 @@ void add_index(std::vector<OpCase>& t) {
     int64_t dim, len;
   };
   for (const Along& a :
-       {Along{{4, 6, 5}, 1, 8}, Along{{3, 10, 40}, 1, 8}, Along{{50, 16}, 0, 37}, Along{{50, 16}, 0, 300}}) {
+       {Along{{4, 6, 5}, 1, 8}, Along{{3, 10, 40}, 1, 8}, Along{{50, 16}, 0, 37}, Along{{50, 16}, 0, 300},
+        Along{{8, 64}, 0, 3000}}) {  // the last: segments of ~375 rows, many chunks of the CUDA segmented sum
     Shape picked = a.x;
     picked[a.dim] = a.len;
     const int64_t dim = a.dim;
@@ -448,7 +450,7 @@ TEST(BackendOps, CpuKernelsMatchTheReference) { run_table(cpu_under_test()); }
 
 // Skips the test, with one line saying why, where the CUDA rows cannot run.
 #define PX_SKIP_WITHOUT_CUDA() \
-  if (const std::string why = cuda_unavailable_reason(); !why.empty()) GTEST_SKIP() << "CUDA rows: " << why
+  if (const std::string why = test::gpu_skip_reason(); !why.empty()) GTEST_SKIP() << "CUDA rows: " << why
 
 TEST(BackendOps, CudaKernelsMatchTheReference) {
   PX_SKIP_WITHOUT_CUDA();

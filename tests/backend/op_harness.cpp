@@ -10,7 +10,6 @@
 
 #include "core/backend/cpu/cpu_backend.h"
 #include "core/backend/cpu/reference_kernels.h"
-#include "tests/common/gpu_skip.h"
 
 #ifdef PARALLAX_WITH_CUDA
 #include "core/backend/cuda/cuda_backend.h"
@@ -454,8 +453,6 @@ Operand Operand::host() && {
 }
 
 BackendUnderTest cpu_under_test() { return {"cpu", cpu(), &cpu_backend(), cpu_supports}; }
-
-std::string cuda_unavailable_reason() { return gpu_skip_reason(); }
 
 #ifdef PARALLAX_WITH_CUDA
 BackendUnderTest cuda_under_test() {

@@ -118,9 +118,6 @@ BackendUnderTest cpu_under_test();
 BackendUnderTest cuda_under_test();
 BackendUnderTest cuda_reference_under_test();
 #endif
-// Why the CUDA rows cannot run here (no CUDA build, or no usable GPU); empty when they can.
-std::string cuda_unavailable_reason();
-
 // The largest normalised squared error sum (a - r)^2 / sum r^2 accepted for outputs of `dtype`.
 double max_nmse(DType dtype);
 

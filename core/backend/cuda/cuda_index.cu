@@ -1,5 +1,7 @@
-// CUDA indexing kernels: index_select and gather (bit copies), index_add and scatter_add (atomicAdd,
-// so float sums are not bit-reproducible across runs; the serial reference kernels are).
+// CUDA indexing kernels: index_select and gather (bit copies); index_add and scatter_add as deterministic segmented
+// sums (sort the destinations, add each one's sources in source order), with the atomicAdd kernels kept to measure.
+#include <cub/device/device_radix_sort.cuh>
+
 #include <cstdint>
 
 #include "core/backend/cuda/cuda_common.cuh"
@@ -118,6 +120,60 @@ __global__ void scatter_add_reference_kernel(T* out, Strided m, int dim, const i
   }
 }
 
+// ---- deterministic segmented sums: dst[key[j]] += src[pos[j]] over the sorted (key, pos) pairs ----
+// A stable sort of the destinations puts equal keys in one segment, in source order. A piece is a segment's run
+// inside one chunk of kChunk sorted positions: the piece sums go to partial[j] (j its first position), then each
+// segment adds its pieces in order. Every sum has one fixed order, whatever the scheduling: bit-reproducible.
+constexpr int64_t kChunk = 32;
+
+// pos[j] = j.
+__global__ void iota_kernel(int64_t* pos, int64_t n) {
+  for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < n;
+       j += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    pos[j] = j;
+}
+
+// key[e] = offset in out (strides m.stride) of scatter_add's destination for src element e (shape m.size).
+__global__ void scatter_keys_kernel(Strided m, int dim, const int64_t* index, uint64_t* key, int64_t n) {
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    key[e] = static_cast<uint64_t>(offset_with(m, dim, e, index[e]));
+}
+
+// Groups of `group` threads take one sorted position j each and share the row's `width` columns; blockIdx.y
+// walks the outer dim o. src (O, N, W) and partial (O, N, W) hold rows in source / sorted position order.
+// partial[o, j, :] = sum of src[o, pos[k], :] over the piece starting at j (k in source order).
+template <typename T, typename A>
+__global__ void piece_sums_kernel(const uint64_t* key, const int64_t* pos, const T* src, A* partial, int64_t outer,
+                                  int64_t n, int64_t width, int group) {
+  const int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x / group) + threadIdx.x / group;
+  if (j >= n || (j % kChunk != 0 && key[j] == key[j - 1])) return;
+  const int64_t end = min(n, (j / kChunk + 1) * kChunk);
+  for (int64_t o = blockIdx.y; o < outer; o += gridDim.y)
+    for (int64_t i = threadIdx.x % group; i < width; i += group) {
+      A s = A(0);
+      for (int64_t k = j; k < end && key[k] == key[j]; ++k) s += ld(src + (o * n + pos[k]) * width + i);
+      partial[(o * n + j) * width + i] = s;
+    }
+}
+
+// out[o, key[j], :] += the segment's piece sums in order, for j the first sorted position of a segment;
+// out (O, D, W).
+template <typename T, typename A>
+__global__ void segment_totals_kernel(const uint64_t* key, const A* partial, T* out, int64_t outer, int64_t n,
+                                      int64_t d, int64_t width, int group) {
+  const int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x / group) + threadIdx.x / group;
+  if (j >= n || (j > 0 && key[j] == key[j - 1])) return;
+  for (int64_t o = blockIdx.y; o < outer; o += gridDim.y)
+    for (int64_t i = threadIdx.x % group; i < width; i += group) {
+      A s = partial[(o * n + j) * width + i];
+      for (int64_t k = (j / kChunk + 1) * kChunk; k < n && key[k] == key[j]; k += kChunk)
+        s += partial[(o * n + k) * width + i];
+      T* p = out + (o * d + static_cast<int64_t>(key[j])) * width + i;
+      st(p, ld(p) + s);
+    }
+}
+
 // ================================ launchers ================================
 
 template <typename F>
@@ -130,7 +186,7 @@ void dispatch_width(DType t, F&& f) {
   }
 }
 
-// The dtypes the atomics support.
+// The dtypes index_add and scatter_add support (those the atomics do).
 template <typename F>
 void dispatch_add(DType t, const char* what, F&& f) {
   switch (t) {
@@ -177,6 +233,40 @@ Strided shape_with_strides(const Shape& shape, const Shape& strides, const char*
   return m;
 }
 
+// Device scratch of `bytes` (freed when the returned tensor goes, stream-ordered by the caching allocator).
+Tensor scratch(int64_t bytes, const Device& device) { return Tensor::empty({bytes}, DType::u8, device); }
+
+// The bits a key below `bound` needs (at least 1), so the radix sort makes no more passes than that.
+int key_bits(int64_t bound) {
+  int bits = 1;
+  while (bits < 64 && (uint64_t{1} << bits) < static_cast<uint64_t>(bound)) ++bits;
+  return bits;
+}
+
+// out (O, D, W) += src (O, N, W) with src row k going to out row key[k] (every key < D): the segmented sum above.
+template <typename T>
+void segmented_add(T* out, const uint64_t* key, const T* src, int64_t outer, int64_t n, int64_t d, int64_t width,
+                   const Device& device) {
+  using A = Acc<T>;
+  const Tensor pos = scratch(n * 8, device), sorted_key = scratch(n * 8, device), sorted_pos = scratch(n * 8, device);
+  const auto p64 = [](const Tensor& t) { return static_cast<int64_t*>(t.raw_data()); };
+  iota_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(p64(pos), n);
+  size_t bytes = 0;
+  uint64_t* keys_out = reinterpret_cast<uint64_t*>(p64(sorted_key));
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, key, keys_out, p64(pos), p64(sorted_pos), n, 0,
+                                             key_bits(d), stream()));
+  const Tensor temp = scratch(static_cast<int64_t>(bytes), device);
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.raw_data(), bytes, key, keys_out, p64(pos), p64(sorted_pos), n, 0,
+                                             key_bits(d), stream()));
+  const Tensor partial = scratch(outer * n * width * static_cast<int64_t>(sizeof(A)), device);
+  A* pa = static_cast<A*>(partial.raw_data());
+  int group = 1;
+  while (group < kThreads && group < width) group *= 2;
+  const dim3 grid(blocks_for(n, kThreads / group), static_cast<unsigned>(std::min<int64_t>(outer, 65535)));
+  piece_sums_kernel<T, A><<<grid, kThreads, 0, stream()>>>(keys_out, p64(sorted_pos), src, pa, outer, n, width, group);
+  segment_totals_kernel<T, A><<<grid, kThreads, 0, stream()>>>(keys_out, pa, out, outer, n, d, width, group);
+}
+
 }  // namespace
 
 void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out, Impl impl) {
@@ -220,9 +310,12 @@ void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor
     if (impl == Impl::reference)
       index_add_reference_kernel<T><<<1, 1, 0, stream()>>>(out.data<T>(), index.data<int64_t>(), src.data<T>(), outer,
                                                            d, l, inner);
-    else
+    else if (impl == Impl::atomic)
       index_add_kernel<T><<<blocks_for(src.numel()), kThreads, 0, stream()>>>(out.data<T>(), index.data<int64_t>(),
                                                                               src.data<T>(), outer, d, l, inner);
+    else  // indices in [0, D), the contract of every index kernel: as u64 they sort in the same order
+      segmented_add(out.data<T>(), reinterpret_cast<const uint64_t*>(index.data<int64_t>()), src.data<T>(), outer, l,
+                    d, inner, out.device());
   });
   PX_CUDA_LAUNCH_CHECK();
 }
@@ -269,12 +362,19 @@ void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tens
   const Strided m = shape_with_strides(src.shape(), out.strides(), "scatter_add");
   dispatch_add(out.dtype(), "scatter_add", [&](auto t) {
     using T = decltype(t);
-    if (impl == Impl::reference)
+    if (impl == Impl::reference) {
       scatter_add_reference_kernel<T><<<1, 1, 0, stream()>>>(out.data<T>(), m, static_cast<int>(dim),
                                                              index.data<int64_t>(), src.data<T>(), n);
-    else
+    } else if (impl == Impl::atomic) {
       scatter_add_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(out.data<T>(), m, static_cast<int>(dim),
                                                                       index.data<int64_t>(), src.data<T>(), n);
+    } else {  // the destination offsets as keys, one element per row
+      const Tensor key = scratch(n * 8, out.device());
+      uint64_t* pk = static_cast<uint64_t*>(key.raw_data());
+      scatter_keys_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(m, static_cast<int>(dim), index.data<int64_t>(),
+                                                                    pk, n);
+      segmented_add(out.data<T>(), pk, src.data<T>(), 1, n, out.numel(), 1, out.device());
+    }
   });
   PX_CUDA_LAUNCH_CHECK();
 }

@@ -10,7 +10,9 @@
 
 namespace px::gpu {
 
-enum class Impl : uint8_t { fast, reference };
+// atomic: index_add/scatter_add by atomicAdd (not bit-reproducible), kept to measure the deterministic kernels
+// against; the other families run their fast kernel for it.
+enum class Impl : uint8_t { fast, reference, atomic };
 
 // cuda_elementwise.cu: whether this binary carries kernels the current GPU can run (sm_90 SASS or
 // compute_90 PTX); on false, *why says what is missing.
@@ -43,7 +45,8 @@ void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, co
                         const Tensor& gx, const Tensor& gw, const Tensor& gb, Impl impl = Impl::fast);
 
 // cuda_index.cu: x/out contiguous; index i64 (L) for index_select/index_add ((O, D, I) <-> (O, L, I)),
-// index with out's (gather) or src's (scatter_add) shape.
+// index with out's (gather) or src's (scatter_add) shape. index_add/scatter_add are deterministic (a sort and
+// segmented sums in source order; scratch of O*L*W accumulators) but for Impl::atomic.
 void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out, Impl impl = Impl::fast);
 void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, Impl impl = Impl::fast);
 void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out, Impl impl = Impl::fast);
