@@ -79,18 +79,19 @@ Tensor checked_indices(const Tensor& ids, int64_t bound, const char* op, const i
     checked = empty_like(idx);
     backend_of(ids).where(mask, expand_raw(zero, idx.shape()), idx, checked);
   }
+  // The min and the max side by side, so that a device tensor's check reads the host once.
   const Shape ones(idx.dim(), 1);
-  Tensor lo = Tensor::empty(ones, DType::i64, ids.device()), hi = Tensor::empty(ones, DType::i64, ids.device());
-  backend_of(ids).reduce(ReduceOp::min, checked, lo);
-  backend_of(ids).reduce(ReduceOp::max, checked, hi);
-  Tensor lo_h = lo, hi_h = hi;
+  Shape pair_shape = ones;
+  pair_shape.insert(pair_shape.begin(), 2);
+  const Tensor lo_hi = Tensor::empty(pair_shape, DType::i64, ids.device());
+  backend_of(ids).reduce(ReduceOp::min, checked, lo_hi.as_strided(ones, ones, 0));
+  backend_of(ids).reduce(ReduceOp::max, checked, lo_hi.as_strided(ones, ones, 1));
+  Tensor host = lo_hi;
   if (!ids.device().is_cpu()) {
-    lo_h = Tensor::empty(ones, DType::i64);
-    hi_h = Tensor::empty(ones, DType::i64);
-    backend_of(ids).copy(lo, lo_h);
-    backend_of(ids).copy(hi, hi_h);
+    host = Tensor::empty(pair_shape, DType::i64);
+    backend_of(ids).copy(lo_hi, host);
   }
-  const int64_t mn = static_cast<int64_t>(lo_h.item()), mx = static_cast<int64_t>(hi_h.item());
+  const int64_t mn = host.data<int64_t>()[0], mx = host.data<int64_t>()[1];
   if (mn < 0 || mx >= bound) {
     throw Error(std::string(op) + ": index " + std::to_string(mn < 0 ? mn : mx) + " out of range [0, " +
                 std::to_string(bound) + ")");

@@ -1,5 +1,5 @@
-// Gradient-norm clipping: a host loop in double for CPU f32/f64 gradients, pointwise ops and a sum
-// for the rest, then one scale of every gradient by the clamped coefficient.
+// Gradient-norm clipping: a host loop in double for CPU f32/f64 gradients, pointwise ops and sums (read once per
+// device) for the rest, then one scale of every gradient by the clamped coefficient.
 #include "core/optim/clip_grad_norm.h"
 
 #include <cmath>
@@ -27,6 +27,9 @@ double sq_sum(const T* x, int64_t n) {
 double grad_sq_sum(const std::vector<Tensor>& params) {
   NoGradGuard no_grad;
   double total = 0.0;
+  // The other gradients' sums of squares, added up (in f64) where they live and read once per device: one host
+  // sync per step on a GPU, not one per tensor.
+  std::vector<Tensor> on_device;
   for (const Tensor& p : params) {
     const Tensor g = p.grad();
     if (!g.defined()) continue;
@@ -36,9 +39,15 @@ double grad_sq_sum(const std::vector<Tensor>& params) {
       total += sq_sum(g.data<double>(), g.numel());
     } else {
       const Tensor g32 = g.dtype() == DType::f64 ? g : to_dtype(g, DType::f32);
-      total += sum(mul(g32, g32)).item();
+      const Tensor s = to_dtype(sum(mul(g32, g32)), DType::f64);
+      Tensor* acc = nullptr;
+      for (Tensor& t : on_device)
+        if (t.device() == s.device()) acc = &t;
+      if (acc) *acc = add(*acc, s);
+      else on_device.push_back(s);
     }
   }
+  for (const Tensor& t : on_device) total += t.item();
   return total;
 }
 

@@ -5,6 +5,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
+
 #include "core/backend/cpu/cpu_backend.h"
 #include "core/backend/cuda/caching_allocator.h"
 #include "core/backend/cuda/cuda_kernels.h"
@@ -60,7 +62,16 @@ CudaDeviceGuard::~CudaDeviceGuard() {
   if (previous_ >= 0) CUDA_CHECK(cudaSetDevice(previous_));
 }
 
-void cuda_synchronize() { CUDA_CHECK(cudaStreamSynchronize(cur())); }
+namespace {
+std::atomic<uint64_t> host_syncs{0};
+}  // namespace
+
+void cuda_synchronize() {
+  host_syncs.fetch_add(1, std::memory_order_relaxed);
+  CUDA_CHECK(cudaStreamSynchronize(cur()));
+}
+
+uint64_t cuda_host_syncs() { return host_syncs.load(std::memory_order_relaxed); }
 
 // ---- registration ----
 

@@ -2,6 +2,8 @@
 // per-thread "current stream" every kernel, GEMM and the caching allocator are ordered on.
 #pragma once
 
+#include <cstdint>
+
 #include "core/backend/backend.h"
 
 namespace px {
@@ -61,5 +63,8 @@ class CudaDeviceGuard {
 
 // Waits for all work queued on the current stream (tests, host reads).
 void cuda_synchronize();
+// How many times this process has blocked on the GPU (cuda_synchronize: every device-to-host copy, pageable
+// host-to-device copy and item()); tests count them per training step.
+uint64_t cuda_host_syncs();
 
 }  // namespace px
