@@ -11,12 +11,14 @@
 
 #include <CLI/CLI.hpp>
 
+#include "core/backend/backend.h"
 #include "core/backend/cpu/cpu_backend.h"
 #include "core/util/error.h"
 #include "data/tokenizer.h"
 #include "launcher/checkpoint.h"
 #include "launcher/cli_checks.h"
 #include "launcher/config.h"
+#include "launcher/device_plan.h"
 #include "launcher/metrics.h"
 #include "launcher/trainer.h"
 #include "launcher/translator_eval.h"
@@ -26,15 +28,16 @@ namespace px {
 
 namespace {
 
-// A run's config, data and model with the latest checkpoint's weights, in eval mode.
+// A run's config, data and model with the latest checkpoint's weights, in eval mode on the chosen device.
 struct LoadedRun {
   config::Config config;
   TranslationData data;
   TranslatorBundle bundle;
   int64_t step = 0;
+  DevicePlan plan;
 };
 
-LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& overrides) {
+LoadedRun load_run(const std::string& run_dir, const std::string& device, const std::vector<std::string>& overrides) {
   const RunDir run{run_dir};
   LoadedRun loaded;
   loaded.config = load_run_config(run, overrides);
@@ -47,16 +50,24 @@ LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& o
   set_num_threads(threads > 0 ? threads : default_num_threads());
   loaded.data = open_translation_data(loaded.config);
   check_run_tokenizer(run, loaded.data, /*record=*/false);
-  loaded.bundle = build_translator(loaded.config, loaded.data);
+  // One process: the first visible GPU.
+  loaded.plan = plan_device(device, loaded.config.train().precision(), parallel::ProcessPlacement{}, "--device");
+  if (!loaded.plan.device.is_cpu()) set_current_gpu(loaded.plan.device.index);
+  loaded.bundle = build_translator(loaded.config, loaded.data, nullptr, loaded.plan);
   loaded.step = load_checkpoint(*latest, *loaded.bundle.model, nullptr, nullptr).step();
   loaded.bundle.model->eval();
   return loaded;
 }
 
-void add_common_options(CLI::App& cmd, std::string& run_dir, int& beam, std::vector<std::string>& overrides) {
+void add_common_options(CLI::App& cmd, std::string& run_dir, int& beam, std::string& device,
+                        std::vector<std::string>& overrides) {
   cmd.add_option("--run-dir", run_dir, "Run directory written by `parallax train`")->required();
   cmd.add_option("--beam", beam, "Beam size (1: greedy); default: the config's eval.beam")
       ->check(between(1, 1024));
+  cmd.add_option("--device", device,
+                 "auto (a GPU when one is usable), cpu or cuda; the precision is the config's train.precision")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->capture_default_str();
   cmd.add_option("--set", overrides, "Override a config field, e.g. --set eval.length_penalty=0.6")
       ->allow_extra_args(false);
 }
@@ -64,7 +75,8 @@ void add_common_options(CLI::App& cmd, std::string& run_dir, int& beam, std::vec
 }  // namespace
 
 int run_eval(const EvalCommand& command) {
-  LoadedRun run = load_run(command.run_dir, command.overrides);
+  LoadedRun run = load_run(command.run_dir, command.device, command.overrides);
+  std::printf("%s\n", run.plan.summary.c_str());
   EvalOptions options;
   options.split = command.split;
   options.label_smoothing = run.config.train().label_smoothing();
@@ -94,7 +106,8 @@ int run_eval(const EvalCommand& command) {
 }
 
 int run_translate(const TranslateCommand& command, std::istream& in, std::ostream& out) {
-  LoadedRun run = load_run(command.run_dir, command.overrides);
+  LoadedRun run = load_run(command.run_dir, command.device, command.overrides);
+  std::fprintf(stderr, "%s\n", run.plan.summary.c_str());  // stdout holds the translations
   const translator::DecodeOptions options = decode_options(run.config, run.data, command.beam);
   const int64_t max_src = run.bundle.model->options().max_positions - 1;  // eos needs the last position
   const int64_t batch_lines = command.batch_lines > 0 ? command.batch_lines : (isatty(STDIN_FILENO) ? 1 : 64);
@@ -139,7 +152,7 @@ void add_translator_commands(CLI::App& app, int& exit_code) {
 
   auto eval = std::make_shared<EvalCommand>();
   CLI::App* e = app.add_subcommand("eval", "Loss and BLEU of a run's latest checkpoint on a split");
-  add_common_options(*e, eval->run_dir, eval->beam, eval->overrides);
+  add_common_options(*e, eval->run_dir, eval->beam, eval->device, eval->overrides);
   e->add_option("--split", eval->split, "Split of the run's dataset")->capture_default_str();
   e->add_option("--max-sentences", eval->max_sentences, "Translate only the first N pairs (0: all)")
       ->check(at_least(0));
@@ -149,7 +162,7 @@ void add_translator_commands(CLI::App& app, int& exit_code) {
 
   auto translate = std::make_shared<TranslateCommand>();
   CLI::App* tr = app.add_subcommand("translate", "Translate stdin to stdout, one sentence per line");
-  add_common_options(*tr, translate->run_dir, translate->beam, translate->overrides);
+  add_common_options(*tr, translate->run_dir, translate->beam, translate->device, translate->overrides);
   tr->add_option("--batch-lines", translate->batch_lines, "Lines decoded together (default 1 on a terminal, else 64)")
       ->check(at_least(1));
   tr->callback([translate, &exit_code] { exit_code = run_translate(*translate, std::cin, std::cout); });

@@ -22,6 +22,7 @@ struct EvalCommand {
   int64_t max_sentences = 0;    // 0: the whole split
   int show = 3;                 // example translations printed
   std::string output;           // file for the hypotheses, one per line in split order ("" : none)
+  std::string device = "auto";  // auto | cpu | cuda (precision: the config's train.precision)
   std::vector<std::string> overrides;
 };
 // Prints loss, perplexity and BLEU of the latest checkpoint on a split and appends them to metrics.jsonl
@@ -32,6 +33,7 @@ struct TranslateCommand {
   std::string run_dir;
   int beam = 0;                 // 0: the config's eval.beam
   int64_t batch_lines = 0;      // lines decoded together; 0: 1 on a terminal, else 64
+  std::string device = "auto";  // auto | cpu | cuda (precision: the config's train.precision)
   std::vector<std::string> overrides;
 };
 // Reads sentences (one per line) from `in`, writes one translation per line to `out` in the same order.

@@ -147,8 +147,11 @@ void score_loss(const translator::Translator& model, const TranslationData& data
       sums.tgt_tokens += static_cast<double>(target.size());
       t_out.push_back(std::move(target));
     }
-    const std::vector<Tensor> losses = model.losses(data::pad_rows(s, data.pad_id), data::pad_rows(t_in, data.pad_id),
-                                                    data::pad_rows(t_out, data.pad_id), {options.label_smoothing, 0.0});
+    const auto on_model = [&](const std::vector<std::vector<int32_t>>& rows) {
+      return to_device(data::pad_rows(rows, data.pad_id), model.device());
+    };
+    const std::vector<Tensor> losses =
+        model.losses(on_model(s), on_model(t_in), on_model(t_out), {options.label_smoothing, 0.0});
     sums.loss += losses[0].item();
     sums.nll += losses[1].item();
   }

@@ -75,6 +75,10 @@ class Backend {
   // the same call on the gradient regenerates the mask. x, y contiguous.
   virtual void dropout(const Tensor& x, const Tensor& y, double p, uint64_t seed, uint64_t offset) = 0;
 
+  // Over the last dim of contiguous x (R, C), 1 <= k <= C: each row's k largest values in descending order, ties
+  // by lower column; NaN ranks above every number (torch.topk). values (R, k) x's dtype, indices i64 (R, k).
+  virtual void topk(const Tensor& x, int64_t k, const Tensor& values, const Tensor& indices) = 0;
+
   // Fused log-softmax + NLL with label smoothing eps over logits (N, C), target i64 (N):
   // loss_n = lse_n - (1 - eps) x_{n,t} - eps/C sum_c x_{n,c}, 0 where target == ignore_index.
   virtual void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double eps,

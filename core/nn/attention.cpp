@@ -38,7 +38,46 @@ void check_cache_matches(const KVCache& cache, const Tensor& x, int64_t heads) {
       << " heads";
 }
 
+// cache.k = [cache.k; k], cache.v = [cache.v; v] along the positions: k, v (B, H, T, dh). With a capacity the new
+// positions are copied into the buffers (allocated at the first step) and k, v become views of the filled part.
+void append_to_cache(KVCache& cache, const Tensor& k, const Tensor& v) {
+  const int64_t length = cache.length(), T = k.size(2);
+  if (cache.capacity == 0) {
+    const bool first = cache.empty();
+    cache.k = first ? k : cat({cache.k, k}, 2);
+    cache.v = first ? v : cat({cache.v, v}, 2);
+    return;
+  }
+  CHECK(!grad_enabled()) << "attention: a cache with a capacity is for decoding under NoGradGuard";
+  CHECK_LE(length + T, cache.capacity) << "attention: the cache holds " << cache.capacity << " positions, "
+                                       << length << " cached and " << T << " new";
+  if (cache.empty()) {
+    Shape shape = k.shape();
+    shape[2] = cache.capacity;
+    cache.k_buffer = Tensor::empty(shape, k.dtype(), k.device());
+    cache.v_buffer = Tensor::empty(shape, v.dtype(), v.device());
+  }
+  copy_(narrow(cache.k_buffer, 2, length, T), k);
+  copy_(narrow(cache.v_buffer, 2, length, T), v);
+  cache.k = narrow(cache.k_buffer, 2, 0, length + T);
+  cache.v = narrow(cache.v_buffer, 2, 0, length + T);
+}
+
 }  // namespace
+
+void KVCache::select_rows(const Tensor& rows) {
+  if (empty()) return;
+  if (!k_buffer.defined()) {
+    k = index_select(k, 0, rows);
+    v = index_select(v, 0, rows);
+    return;
+  }
+  const int64_t length = this->length();
+  k_buffer = index_select(k_buffer, 0, rows);
+  v_buffer = index_select(v_buffer, 0, rows);
+  k = narrow(k_buffer, 2, 0, length);
+  v = narrow(v_buffer, 2, 0, length);
+}
 
 // W_in ~ U(-b, b), b = sqrt(6 / (fan_in + fan_out)) over the (3d, d) matrix.
 Tensor draw_in_projection(int64_t d_model, Generator& gen, DType dtype) {
@@ -58,13 +97,10 @@ Tensor attend_self(const Tensor& qkv, int64_t heads, int64_t head_dim, const Ten
   const std::vector<Tensor> split = split_heads(qkv, 3, heads, head_dim);
   Tensor k = split[1], v = split[2];
   if (cache != nullptr) {
-    if (!cache->empty()) {
-      check_cache_matches(*cache, qkv, heads);
-      k = cat({cache->k, k}, 2);
-      v = cat({cache->v, v}, 2);
-    }
-    cache->k = k;
-    cache->v = v;
+    if (!cache->empty()) check_cache_matches(*cache, qkv, heads);
+    append_to_cache(*cache, k, v);
+    k = cache->k;
+    v = cache->v;
   }
   return attend(split[0], k, v, key_padding_mask, causal, attn_dropout);
 }

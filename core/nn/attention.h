@@ -16,12 +16,20 @@ namespace px::nn {
 // Keys and values one attention layer has seen so far while decoding incrementally.
 // Self-attention appends the new positions' projections at each step; cross-attention fills it once
 // with the projected encoder output and reuses it. Undefined tensors mean "nothing cached yet".
+// With a capacity, self-attention writes into buffers of that many positions allocated at the first step (k and v
+// are then views of their first S_so_far positions), so a step copies only its own positions; without one the
+// cache grows by concatenation.
 struct KVCache {
   Tensor k;  // (B, H, S_so_far, dh)
   Tensor v;  // (B, H, S_so_far, dh)
+  int64_t capacity = 0;  // positions the buffers hold; 0: grow by concatenation
+  Tensor k_buffer;       // (B, H, capacity, dh), k's storage when capacity > 0
+  Tensor v_buffer;       // (B, H, capacity, dh)
 
   bool empty() const { return !k.defined(); }
   int64_t length() const { return empty() ? 0 : k.size(2); }
+  // Keeps batch rows `rows` (i64 (B'), indices into the current batch), in that order.
+  void select_rows(const Tensor& rows);
 };
 
 // The multi-head steps MultiheadAttention and parallel::ParallelMultiheadAttention share; `heads` is the number

@@ -143,12 +143,13 @@ Tensor le(const Tensor& a, const Tensor& b) { return binary_raw(BinaryOp::le, a,
 Tensor gt(const Tensor& a, const Tensor& b) { return binary_raw(BinaryOp::gt, a, b, "gt"); }
 Tensor ge(const Tensor& a, const Tensor& b) { return binary_raw(BinaryOp::ge, a, b, "ge"); }
 
-static void check_inplace(const Tensor& dst, const char* op) {
+// fill_ and copy_ write strided views too (Backend::fill / copy take any strides); add_ and mul_ need contiguous.
+static void check_inplace(const Tensor& dst, const char* op, bool strided_ok = false) {
   detail::check_defined(dst, op, "dst");
   if (grad_enabled() && dst.requires_grad())
     throw AutogradError(std::string(op) + " on " + dst.str() +
                         ", which requires grad, while grad mode is on: use NoGradGuard");
-  CHECK(dst.is_contiguous()) << op << ": in-place ops need a contiguous destination, got " << dst.str();
+  CHECK(strided_ok || dst.is_contiguous()) << op << ": in-place ops need a contiguous destination, got " << dst.str();
 }
 
 void add_(const Tensor& dst, const Tensor& src, double alpha) {
@@ -166,13 +167,13 @@ void mul_(const Tensor& dst, double s) {
 }
 
 void fill_(const Tensor& dst, double value) {
-  check_inplace(dst, "fill_");
+  check_inplace(dst, "fill_", /*strided_ok=*/true);
   backend_of(dst).fill(dst, value);
   dst.bump_version();
 }
 
 void copy_(const Tensor& dst, const Tensor& src) {
-  check_inplace(dst, "copy_");
+  check_inplace(dst, "copy_", /*strided_ok=*/true);
   const Tensor& device_side = dst.device().is_cpu() ? src : dst;
   backend_of(device_side).copy(src.device() == dst.device() ? expand_raw(src, dst.shape()) : src, dst);
   dst.bump_version();

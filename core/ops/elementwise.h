@@ -41,7 +41,8 @@ Tensor le(const Tensor& a, const Tensor& b);
 Tensor gt(const Tensor& a, const Tensor& b);
 Tensor ge(const Tensor& a, const Tensor& b);
 
-// In place (no graph is recorded): dst += alpha * src; dst *= s; dst = value; dst = src.
+// In place (no graph is recorded): dst += alpha * src; dst *= s (dst contiguous); dst = value; dst = src (dst may
+// be a strided view).
 void add_(const Tensor& dst, const Tensor& src, double alpha = 1.0);
 void mul_(const Tensor& dst, double s);
 void fill_(const Tensor& dst, double value);

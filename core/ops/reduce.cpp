@@ -1,5 +1,5 @@
 // Differentiable reductions over dims (keepdim or not): sum, mean, max (ties share the gradient
-// like torch.amax); argmax; and sum_to, which undoes broadcasting in backward.
+// like torch.amax); argmax and topk; and sum_to, which undoes broadcasting in backward.
 #include "core/ops/reduce.h"
 
 #include "core/ops/elementwise.h"
@@ -84,6 +84,22 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   return reduce_raw(ReduceOp::argmax, x, {wrap_dim(dim, x.dim())}, keepdim, DType::i64);
+}
+
+// values, indices = the k best of every row of x over its last dim
+TopK topk(const Tensor& x, int64_t k) {
+  CHECK(x.defined() && x.dim() >= 1) << "topk: x must have at least one dim, got " << (x.defined() ? x.str() : "undefined");
+  const int64_t cols = x.size(-1);
+  CHECK(k >= 1 && k <= cols) << "topk: k = " << k << " outside [1, " << cols << "] for " << x.str();
+  const Tensor rows = detail::contiguous_raw(x);
+  const int64_t n = cols == 0 ? 0 : rows.numel() / cols;
+  Shape shape = x.shape();
+  shape.back() = k;
+  TopK result{Tensor::empty(shape, x.dtype(), x.device()), Tensor::empty(shape, DType::i64, x.device())};
+  if (n == 0) return result;
+  const auto as_rows = [n](const Tensor& t, int64_t c) { return t.as_strided({n, c}, {c, 1}, t.offset()); };
+  detail::backend_of(x).topk(as_rows(rows, cols), k, as_rows(result.values, k), as_rows(result.indices, k));
+  return result;
 }
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {

@@ -1,5 +1,6 @@
 // Greedy and beam-search decoding of a Translator: one encoder pass per batch, then one cached decoder step per
-// generated token over the rows still decoding, with the next-token choice made on host copies of the log-probs.
+// generated token over the rows still decoding; each row's best next tokens are chosen on the model's device (top-k)
+// and only those reach the host.
 #include "models/translator/decoding.h"
 
 #include <algorithm>
@@ -64,24 +65,43 @@ std::vector<int64_t> decode_limits(const Translator& model, const Tensor& src, c
   return limits;
 }
 
-// One cached decoder step: `last_tokens` (B') are the newest token of every batch row -> the next token's
-// log-probabilities (B', V) on the host, row-major, with pad and bos at -inf so they are never generated.
-// The first step fills the cross-attention caches, after which enc.memory is dropped (they hold it now).
-std::vector<double> next_log_probs(const Translator& model, const std::vector<int64_t>& last_tokens, Encoded& enc,
-                                   DecoderCache& cache, const DecodeOptions& options) {
+// The `width` best next tokens of every batch row, best first (ties: lower id), as read from the device.
+struct NextTokens {
+  int64_t width = 0;
+  std::vector<double> log_probs;  // (B', width), -inf for pad and bos
+  std::vector<int64_t> tokens;    // (B', width)
+};
+
+// One cached decoder step: `last_tokens` (B') are the newest token of every batch row -> each row's `width` best
+// next tokens. The log-probabilities (B', V) stay on the model's device, pad and bos at -inf so they are never
+// generated; their top-k comes to the host in one copy. The first step fills the cross-attention caches, after which
+// enc.memory is dropped (they hold it now).
+NextTokens next_tokens(const Translator& model, const std::vector<int64_t>& last_tokens, Encoded& enc,
+                       DecoderCache& cache, int64_t width, const DecodeOptions& options) {
   const int64_t rows = static_cast<int64_t>(last_tokens.size());
   const Tensor tokens = to_device(from_vector(last_tokens, {rows, 1}), enc.pad_mask.device());  // (B', 1)
   const int64_t length_before = cache.length;
   const Tensor logits = model.decode(tokens, enc, &cache);  // (B', 1, V)
   CHECK_EQ(cache.length, length_before + 1) << "decoding: a step must extend the cache by one position";
   enc.memory = Tensor();
-  std::vector<double> log_probs = to_vector(log_softmax(logits));
   const int64_t vocab = logits.size(2);
+  // f32 log-probabilities for a bf16/f16 model: beam scores add them up over the whole sentence.
+  const Tensor log_probs = log_softmax(to_dtype(reshape(logits, {rows, vocab}), master_dtype(logits.dtype())));
+  fill_(narrow(log_probs, 1, options.pad_id, 1), kMinusInf);
+  fill_(narrow(log_probs, 1, options.bos_id, 1), kMinusInf);
+  const TopK best = topk(log_probs, width);  // (B', width)
+  const std::vector<double> host =
+      to_vector(cat({to_dtype(best.values, DType::f64), to_dtype(best.indices, DType::f64)}, 1));  // (B', 2 width)
+  NextTokens next;
+  next.width = width;
+  next.log_probs.reserve(rows * width);
+  next.tokens.reserve(rows * width);
   for (int64_t row = 0; row < rows; ++row) {
-    log_probs[row * vocab + options.pad_id] = kMinusInf;
-    log_probs[row * vocab + options.bos_id] = kMinusInf;
+    const double* r = host.data() + row * 2 * width;
+    next.log_probs.insert(next.log_probs.end(), r, r + width);
+    for (int64_t j = 0; j < width; ++j) next.tokens.push_back(static_cast<int64_t>(r[width + j]));
   }
-  return log_probs;
+  return next;
 }
 
 // Keeps batch rows `rows` (indices into the current batch, in their new order) of the cache and padding mask.
@@ -127,20 +147,22 @@ Hypothesis finish(std::vector<int32_t> tokens, double log_prob, int64_t length, 
   return Hypothesis{std::move(tokens), log_prob / std::pow(static_cast<double>(length), length_penalty)};
 }
 
-// Step `step` of one sentence given log_probs (beams.size(), V) of its beams' next tokens (fairseq's rules):
-// the 2k best candidates over (beam, token) are ranked; those ending in eos within the first k places are
-// finished (length step + 1 counting the eos); the first k others continue. The sentence is done when it has
-// k finished hypotheses, or at its limit, where the continuing ones are finished as they stand.
-// Returns the parents (indices into the old beams) of the new beams; empty when the sentence is done.
-std::vector<int64_t> advance(SentenceSearch& sentence, const double* log_probs, int64_t vocab, int64_t step,
+// Step `step` of one sentence given the best next tokens of its beams (rows first_row... of `best`, at least 2k per
+// beam or the whole vocabulary; fairseq's rules): the 2k best candidates over (beam, token) are ranked; those
+// ending in eos within the first k places are finished (length step + 1 counting the eos); the first k others
+// continue. The sentence is done when it has k finished hypotheses, or at its limit, where the continuing ones are
+// finished as they stand. Returns the parents (indices into the old beams) of the new beams; empty when done.
+std::vector<int64_t> advance(SentenceSearch& sentence, const NextTokens& best, int64_t first_row, int64_t step,
                              const DecodeOptions& options) {
   const size_t k = static_cast<size_t>(options.beam);
   std::vector<Candidate> candidates;
   for (size_t b = 0; b < sentence.beams.size(); ++b) {
-    for (int64_t token = 0; token < vocab; ++token) {
-      const double token_log_prob = log_probs[b * vocab + token];
+    const int64_t row = first_row + static_cast<int64_t>(b);
+    for (int64_t j = 0; j < best.width; ++j) {
+      const double token_log_prob = best.log_probs[row * best.width + j];
       if (token_log_prob == kMinusInf) continue;
-      candidates.push_back({sentence.beams[b].log_prob + token_log_prob, static_cast<int64_t>(b), token});
+      candidates.push_back(
+          {sentence.beams[b].log_prob + token_log_prob, static_cast<int64_t>(b), best.tokens[row * best.width + j]});
     }
   }
   const size_t ranked = std::min(candidates.size(), 2 * k);
@@ -199,23 +221,21 @@ int64_t max_decode_length(const Translator& model, int64_t src_len, const Decode
 std::vector<Hypothesis> greedy_decode(const Translator& model, const Tensor& src, const DecodeOptions& options) {
   const std::vector<int64_t> limits = decode_limits(model, src, options);
   NoGradGuard no_grad;
-  const int64_t vocab = model.options().tgt_vocab;
   std::vector<Hypothesis> result(src.size(0));
   if (result.empty()) return result;
 
-  Encoded enc = model.encode(src);
-  DecoderCache cache = model.new_cache();
+  Encoded enc = model.encode(to_device(src, model.device()));
+  DecoderCache cache = model.new_cache(*std::max_element(limits.begin(), limits.end()));
   std::vector<int64_t> live(result.size());  // the src row of every batch row
   std::iota(live.begin(), live.end(), int64_t{0});
   std::vector<int64_t> last_tokens(result.size(), options.bos_id);
   for (int64_t step = 0; !live.empty(); ++step) {
-    const std::vector<double> log_probs = next_log_probs(model, last_tokens, enc, cache, options);  // (B', V)
+    const NextTokens best = next_tokens(model, last_tokens, enc, cache, 1, options);  // (B', 1)
     std::vector<int64_t> kept, next_live, next_tokens;
     for (size_t i = 0; i < live.size(); ++i) {
-      const double* row = log_probs.data() + i * vocab;
-      const int64_t token = std::max_element(row, row + vocab) - row;
+      const int64_t token = best.tokens[i];
       Hypothesis& hypothesis = result[live[i]];
-      hypothesis.score += row[token];
+      hypothesis.score += best.log_probs[i];
       if (token == options.eos_id) continue;
       hypothesis.tokens.push_back(static_cast<int32_t>(token));
       if (step + 1 == limits[live[i]]) continue;
@@ -240,8 +260,10 @@ std::vector<Hypothesis> beam_search(const Translator& model, const Tensor& src, 
   std::vector<Hypothesis> result(src.size(0));
   if (result.empty()) return result;
 
-  Encoded enc = model.encode(src);
-  DecoderCache cache = model.new_cache();
+  Encoded enc = model.encode(to_device(src, model.device()));
+  DecoderCache cache = model.new_cache(*std::max_element(limits.begin(), limits.end()));
+  // 2k candidates per beam hold the 2k best of any sentence (a beam's score adds the same to all its tokens).
+  const int64_t width = std::min<int64_t>(2 * options.beam, vocab);
   std::vector<SentenceSearch> live(result.size());
   for (size_t row = 0; row < live.size(); ++row) {
     live[row].row = static_cast<int64_t>(row);
@@ -255,14 +277,13 @@ std::vector<Hypothesis> beam_search(const Translator& model, const Tensor& src, 
         last_tokens.push_back(beam.tokens.empty() ? options.bos_id : beam.tokens.back());
       }
     }
-    const std::vector<double> log_probs = next_log_probs(model, last_tokens, enc, cache, options);  // (B', V)
+    const NextTokens next = next_tokens(model, last_tokens, enc, cache, width, options);  // (B', width)
     std::vector<int64_t> parent_rows;  // the batch row of each new beam's parent
     std::vector<SentenceSearch> still_live;
     int64_t first_row = 0;  // the sentence's first batch row
     for (SentenceSearch& sentence : live) {
       const int64_t beams = static_cast<int64_t>(sentence.beams.size());
-      const std::vector<int64_t> parents =
-          advance(sentence, log_probs.data() + first_row * vocab, vocab, step, options);
+      const std::vector<int64_t> parents = advance(sentence, next, first_row, step, options);
       if (parents.empty()) {
         result[sentence.row] = best_of(sentence.finished);
       } else {

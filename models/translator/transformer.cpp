@@ -194,21 +194,22 @@ std::vector<Tensor> Translator::losses(const Tensor& src, const Tensor& tgt_in, 
   return out;
 }
 
-DecoderCache Translator::new_cache() const {
+DecoderCache Translator::new_cache(int64_t capacity) const {
+  CHECK_GE(capacity, 0) << "Translator::new_cache: negative capacity";
   DecoderCache cache;
   cache.layers.resize(decoder_layers_.size());
+  for (models::DecoderLayerCache& layer : cache.layers) layer.self_attn.capacity = capacity;
   return cache;
 }
+
+Device Translator::device() const { return tgt_embed_->weight().device(); }
 
 void DecoderCache::select_rows(const Tensor& rows) {
   CHECK(rows.defined() && rows.dim() == 1 && rows.dtype() == DType::i64)
       << "DecoderCache::select_rows: rows must be i64 (B'), got " << (rows.defined() ? rows.str() : "undefined");
   for (models::DecoderLayerCache& layer : layers) {
-    for (nn::KVCache* kv : {&layer.self_attn, &layer.cross_attn}) {
-      if (kv->empty()) continue;
-      kv->k = index_select(kv->k, 0, rows);
-      kv->v = index_select(kv->v, 0, rows);
-    }
+    layer.self_attn.select_rows(rows);
+    layer.cross_attn.select_rows(rows);
   }
 }
 

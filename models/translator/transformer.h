@@ -88,10 +88,13 @@ class Translator : public nn::Module {
   std::vector<Tensor> losses(const Tensor& src, const Tensor& tgt_in, const Tensor& tgt_out,
                              const std::vector<double>& label_smoothings, Reduction reduction = Reduction::sum) const;
 
-  // An empty cache with one entry per decoder layer.
-  DecoderCache new_cache() const;
+  // An empty cache with one entry per decoder layer; a capacity > 0 preallocates the self-attention keys and values
+  // of that many positions at the first step (decoding under NoGradGuard), else they grow by concatenation.
+  DecoderCache new_cache(int64_t capacity = 0) const;
 
   const TranslatorOptions& options() const { return options_; }
+  // Where the parameters live (inputs are moved there by the caller).
+  Device device() const;
 
  private:
   // ids (B, L) -> dropout(table(ids) * sqrt(d) + PE[offset:offset+L]) (B, L, d); source or target table.

@@ -292,6 +292,23 @@ void add_softmax(std::vector<OpCase>& t) {
       }
 }
 
+// Beam search's selection: rows of log-probabilities over a vocabulary; bf16's rounding makes ties (lower column
+// first), k up to the whole row.
+void add_topk(std::vector<OpCase>& t) {
+  struct Rows {
+    Shape x;
+    int64_t k;
+  };
+  for (DType d : kFloats)
+    for (const Rows& r : {Rows{{7, 33}, 5}, Rows{{12, 3000}, 8}, Rows{{3, 1000}, 64}, Rows{{4, 17}, 17}, Rows{{1, 1}, 1}}) {
+      const int64_t k = r.k;
+      t.push_back(exactly({std::string("topk ") + d + " " + r.x + " k " + std::to_string(k), OpFamily::topk, d,
+                           Ops{Operand::in("x", r.x, d).range(-8, 0), Operand::out("values", {r.x[0], k}, d),
+                               Operand::out("indices", {r.x[0], k}, DType::i64)},
+                           [k](Backend& b, const std::vector<Tensor>& o) { b.topk(o[0], k, o[1], o[2]); }}));
+    }
+}
+
 void add_layernorm(std::vector<OpCase>& t) {
   const OpCall forward = [](Backend& b, const std::vector<Tensor>& o) {
     b.layernorm(o[0], o[1], o[2], 1e-5, o[3], o[4], o[5]);
@@ -424,6 +441,7 @@ const std::vector<OpCase>& op_table() {
     add_gemm_epilogue(t);
 #endif
     add_softmax(t);
+    add_topk(t);
     add_layernorm(t);
     add_index(t);
     add_cross_entropy(t);

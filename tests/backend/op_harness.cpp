@@ -78,6 +78,9 @@ class ReferenceBackend final : public Backend {
                               int64_t ignore_index, double eps, const Tensor& glogits) override {
     ref::cross_entropy_backward(logits, target, lse, gloss, ignore_index, eps, glogits);
   }
+  void topk(const Tensor& x, int64_t k, const Tensor& values, const Tensor& indices) override {
+    ref::topk(x, k, values, indices);
+  }
 };
 
 ReferenceBackend& reference_backend() {
@@ -193,6 +196,9 @@ class CudaReferenceBackend final : public Backend {
   void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse, const Tensor& gloss,
                               int64_t ignore_index, double eps, const Tensor& glogits) override {
     gpu::cross_entropy_backward(logits, target, lse, gloss, ignore_index, eps, glogits, Impl::reference);
+  }
+  void topk(const Tensor& x, int64_t k, const Tensor& values, const Tensor& indices) override {
+    gpu::topk(x, k, values, indices, Impl::reference);
   }
 };
 
@@ -389,7 +395,8 @@ const char* family_name(OpFamily family) {
                                                  "layernorm",      "layernorm_backward",
                                                  "index_select",   "index_add",
                                                  "gather",         "scatter_add",
-                                                 "cross_entropy",  "cross_entropy_backward"};
+                                                 "cross_entropy",  "cross_entropy_backward",
+                                                 "topk"};
   return names[static_cast<int>(family)];
 }
 

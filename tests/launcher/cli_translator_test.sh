@@ -185,6 +185,11 @@ px "build-translation, another tokenizer" 0 data build-translation --src "$WORK/
 bad_input "resume on another tokenizer's data" "$A" "tokenizer" train --run-dir "$A" --set data.dir="$WORK/data_b" \
   --set train.max_steps=12
 bad_input "eval on another tokenizer's data" "$A" "tokenizer" eval --run-dir "$A" --set data.dir="$WORK/data_b"
+bad_input "eval --device cuda without a GPU" "$A" "--device: cuda, but this machine has no usable GPU" \
+  eval --run-dir "$A" --device cuda
+bad_input "translate --device cuda without a GPU" "$A" "--device: cuda, but this machine has no usable GPU" \
+  translate --run-dir "$A" --device cuda
+bad_input "eval --device unknown" "$A" "--device" eval --run-dir "$A" --device tpu
 
 # --- 6. SIGTERM saves a checkpoint and exits 0; the resume continues from that step. ------------------------
 T="$WORK/run_t"
@@ -226,6 +231,7 @@ grep -qE "^step +$((stopped + 1))/$target \|" <<<"$OUT" ||
 px "eval test" 0 eval --run-dir "$T" --split test --output "$WORK/hyp.txt"
 expect_in "eval test" "test @ step $target: loss" "$OUT"
 expect_in "eval test" "BLEU" "$OUT"
+expect_in "eval --device auto" "device cpu (--device auto: no usable GPU" "$OUT"
 [ "$(wc -l <"$WORK/hyp.txt")" -eq 30 ] || fail "eval --output: $(wc -l <"$WORK/hyp.txt") lines for 30 sentences"
 # The examples printed are the first lines of --output.
 [ "$(sed -n 's/^  hyp: //p' <<<"$OUT")" = "$(head -3 "$WORK/hyp.txt")" ] || fail "eval: printed hyp != --output"

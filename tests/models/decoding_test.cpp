@@ -438,6 +438,43 @@ size_t decoding_bytes(const Translator& model, const Tensor& src, const DecodeOp
   return counter.allocated() - before;
 }
 
+// A cache with a capacity (buffers written in place) decodes exactly what a growing one (concatenation) decodes,
+// through reorderings and dropped rows, and holds views of its buffers.
+TEST(Decode, PreallocatedCacheMatchesGrowingCache) {
+  const auto m = random_model(small_options(16), 61);
+  const Tensor src = make_batch(random_rows(3, 16, 6, 9));
+  NoGradGuard no_grad;
+  Encoded grow_enc = (**m).encode(src), fixed_enc = grow_enc;
+  DecoderCache grow = (**m).new_cache(), fixed = (**m).new_cache(10);
+  std::vector<int64_t> tokens = {kBos, kBos, kBos};
+  for (int64_t step = 0; step < 10; ++step) {
+    const Tensor in = from_vector(tokens, {static_cast<int64_t>(tokens.size()), 1});
+    const std::vector<double> a = to_vector((**m).decode(in, grow_enc, &grow));
+    const std::vector<double> b = to_vector((**m).decode(in, fixed_enc, &fixed));
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-12) << "step " << step << ", logit " << i;
+    const nn::KVCache& kv = fixed.layers[0].self_attn;
+    ASSERT_EQ(kv.k.size(2), step + 1);
+    ASSERT_EQ(kv.k_buffer.size(2), 10);
+    ASSERT_EQ(kv.k.raw_data(), kv.k_buffer.raw_data()) << "k must be a view of the buffer";
+    for (int64_t& t : tokens) t = kFirstWord + (t + step) % 7;
+    // Reorder at step 3 (beam search) and drop a row at step 6 (a finished sentence).
+    std::vector<int64_t> rows;
+    if (step == 3) rows = {2, 0, 0};
+    if (step == 6) rows = {1, 2};
+    if (rows.empty()) continue;
+    const Tensor index = from_vector(rows, {static_cast<int64_t>(rows.size())});
+    for (auto* pair : {&grow_enc, &fixed_enc}) pair->pad_mask = index_select(pair->pad_mask, 0, index);
+    grow.select_rows(index);
+    fixed.select_rows(index);
+    std::vector<int64_t> kept;
+    for (int64_t r : rows) kept.push_back(tokens[r]);
+    tokens = kept;
+  }
+  EXPECT_DEATH((**m).decode(from_vector(std::vector<int64_t>{4, 4}, {2, 1}), fixed_enc, &fixed),
+               "the cache holds 10 positions");
+}
+
 // Cached decoding costs the same per step whatever the prefix (the (B', 1, V) logits dominate, V = 2048 and
 // d = 8), so 48 steps allocate about 3x what 16 do; recomputing the prefix makes step t cost t times that,
 // ~9x. The KV cache's own O(t) growth is a few percent at this d.

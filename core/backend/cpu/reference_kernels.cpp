@@ -1,4 +1,4 @@
-// Plain reference kernels for tests: gemm, reduce, softmax, layernorm and cross-entropy with
+// Plain reference kernels for tests: gemm, reduce, topk, softmax, layernorm and cross-entropy with
 // their backward passes, written as direct loops over element accessors with double accumulation.
 #include "core/backend/cpu/reference_kernels.h"
 
@@ -89,6 +89,37 @@ void reduce(ReduceOp op, const Tensor& x, const Tensor& out) {
     }
   }
   for (int64_t o = 0; o < on; ++o) store(out, o, op == ReduceOp::argmax ? static_cast<double>(arg[o]) : acc[o]);
+}
+
+// values[r, j], indices[r, j] = the j-th best of row r: pass j takes the best element ranking after pass j - 1's,
+// where a ranks before b when a is NaN and b is not, or a > b, or they are equal (or both NaN) and a's column is lower.
+void topk(const Tensor& x, int64_t k, const Tensor& values, const Tensor& indices) {
+  const int64_t c = cols(x);
+  const auto before = [](double a, int64_t ia, double b, int64_t ib) {
+    if (std::isnan(a) != std::isnan(b)) return std::isnan(a);
+    if (!std::isnan(a) && a != b) return a > b;
+    return ia < ib;
+  };
+  for (int64_t r = 0; r < rows(x); ++r) {
+    double prev = 0;
+    int64_t prev_i = -1;
+    for (int64_t j = 0; j < k; ++j) {
+      double best = 0;
+      int64_t best_i = -1;
+      for (int64_t i = 0; i < c; ++i) {
+        const double v = load(x, r * c + i);
+        if (prev_i >= 0 && !before(prev, prev_i, v, i)) continue;
+        if (best_i < 0 || before(v, i, best, best_i)) {
+          best = v;
+          best_i = i;
+        }
+      }
+      store(values, r * k + j, best);
+      store(indices, r * k + j, static_cast<double>(best_i));
+      prev = best;
+      prev_i = best_i;
+    }
+  }
 }
 
 // y = exp(x - lse) or x - lse, lse = log sum_c exp x_c

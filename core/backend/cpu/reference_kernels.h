@@ -51,6 +51,9 @@ void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, co
                const Tensor& rstd);
 void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& gy,
                         const Tensor& gx, const Tensor& gw, const Tensor& gb);
+// x (R, C); values (R, k), indices i64 (R, k): k selection passes per row, each taking the best element that
+// ranks after the previous one (value descending, NaN first, ties by lower column).
+void topk(const Tensor& x, int64_t k, const Tensor& values, const Tensor& indices);
 // logits (N, C), target i64 (N), loss and lse (N).
 void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double eps, const Tensor& loss,
                    const Tensor& lse);

@@ -255,6 +255,11 @@ void CudaBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& c, double
   gpu::gemm(a, b, c, alpha, beta);
 }
 
+void CudaBackend::topk(const Tensor& x, int64_t k, const Tensor& values, const Tensor& indices) {
+  CudaDeviceGuard g(values.device());
+  gpu::topk(x, k, values, indices);
+}
+
 void CudaBackend::softmax(const Tensor& x, const Tensor& y, bool log) {
   CudaDeviceGuard g(y.device());
   gpu::softmax(x, y, log);

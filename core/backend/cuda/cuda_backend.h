@@ -33,6 +33,7 @@ class CudaBackend final : public Backend {
   void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override;
   void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override;
   void dropout(const Tensor& x, const Tensor& y, double p, uint64_t seed, uint64_t offset) override;
+  void topk(const Tensor& x, int64_t k, const Tensor& values, const Tensor& indices) override;
   void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double eps,
                      const Tensor& loss, const Tensor& lse) override;
   void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse, const Tensor& gloss,

@@ -33,6 +33,9 @@ void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& o
 // cuda_reduce.cu: x (any strides), out contiguous with x's ndim, size 1 on the reduced dims.
 void reduce(ReduceOp op, const Tensor& x, const Tensor& out, Impl impl = Impl::fast);
 
+// cuda_topk.cu: x (R, C), values (R, k) x's dtype, indices i64 (R, k), all contiguous; Backend::topk's order.
+void topk(const Tensor& x, int64_t k, const Tensor& values, const Tensor& indices, Impl impl = Impl::fast);
+
 // cuda_softmax.cu: x, y, gy, gx contiguous (R, C) over the last dim.
 void softmax(const Tensor& x, const Tensor& y, bool log, Impl impl = Impl::fast);
 void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log, Impl impl = Impl::fast);
