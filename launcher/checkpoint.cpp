@@ -20,6 +20,7 @@
 
 #include "core/autograd/grad_mode.h"
 #include "core/ops/factory.h"
+#include "core/ops/join.h"
 #include "core/ops/view.h"
 #include "core/util/check.h"
 #include "core/util/durable_file.h"
@@ -182,6 +183,51 @@ Tensor host_contiguous(const Tensor& t) {
   return contiguous(host);
 }
 
+// Device tensors are read back in packs of at most this many bytes (one device-to-host copy each).
+constexpr int64_t kStageBytes = int64_t{64} << 20;
+
+// Host copies of `tensors` (any shapes, dtypes and devices; contiguous, detached; host tensors as they are): the
+// device tensors of one device and dtype are packed into device buffers of at most kStageBytes (a tensor larger
+// than that alone), each read back in one copy, so a save waits on a GPU a few times instead of once per tensor.
+std::vector<Tensor> stage_to_host(const std::vector<Tensor>& tensors) {
+  NoGradGuard no_grad;
+  std::vector<Tensor> host(tensors.size());
+  std::map<std::pair<std::string, DType>, std::vector<size_t>> groups;  // (device, dtype) -> indices
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (tensors[i].device().is_cpu()) {
+      host[i] = host_contiguous(tensors[i]);
+    } else {
+      groups[{tensors[i].device().str(), tensors[i].dtype()}].push_back(i);
+    }
+  }
+  const auto read_back = [&](const std::vector<size_t>& pack) {
+    std::vector<Tensor> flat;  // (n_i) each
+    for (size_t i : pack) flat.push_back(reshape(contiguous(tensors[i].detach()), {tensors[i].numel()}));
+    const Tensor packed = to_device(flat.size() == 1 ? flat[0] : cat(flat, 0), cpu());  // (sum n_i)
+    int64_t offset = 0;
+    for (size_t i : pack) {
+      host[i] = reshape(narrow(packed, 0, offset, tensors[i].numel()), tensors[i].shape());
+      offset += tensors[i].numel();
+    }
+  };
+  for (const auto& [key, indices] : groups) {
+    std::vector<size_t> pack;
+    int64_t bytes = 0;
+    for (size_t i : indices) {
+      const auto size = static_cast<int64_t>(byte_size(tensors[i]));
+      if (!pack.empty() && bytes + size > kStageBytes) {
+        read_back(pack);
+        pack.clear();
+        bytes = 0;
+      }
+      pack.push_back(i);
+      bytes += size;
+    }
+    if (!pack.empty()) read_back(pack);
+  }
+  return host;
+}
+
 // Writes `t` (any shape, dtype and device) as dataset dataset_name(name) of `file`; records its entry in `manifest`.
 void write_tensor(data::H5File& file, const std::string& name, const Tensor& t, ckpt::proto::Manifest& manifest) {
   const Tensor host = host_contiguous(t);
@@ -240,17 +286,26 @@ struct FullState {
   }
 };
 
-// Collective over layout.tp (and whatever the optimizer's full state needs, e.g. dp under ZeRO-1): gathers every
-// sharded tensor, in the same order on every rank.
+// Collective over layout.tp (and whatever the optimizer's full state needs, e.g. dp under ZeRO-1): every tensor
+// staged to the host (stage_to_host), then every sharded one gathered, in the same order on every rank.
 FullState gather_full_state(const nn::Module& model, const optim::Optimizer& optimizer, const ShardLayout& layout) {
   const std::vector<std::pair<std::string, Tensor>> named = model.named_parameters();
-  auto full = [&](const Tensor& t, const Tensor& param) {
+  const nn::StateDict model_state = model.state_dict();
+  const std::vector<optim::FullParamState> optimizer_state = optimizer.gather_full_state();
+  std::vector<Tensor> on_device;
+  for (const auto& [key, t] : model_state) on_device.push_back(t);
+  for (const optim::FullParamState& param_state : optimizer_state)
+    for (const auto& [key, t] : param_state.state.tensors) on_device.push_back(t);
+  const std::vector<Tensor> host = stage_to_host(on_device);
+  size_t next = 0;
+  auto full = [&](const Tensor& param) {
+    const Tensor& t = host[next++];
     const std::optional<parallel::ShardSpec> spec = sharded_spec(named, param, layout);
-    return spec ? parallel::gather_shards(host_contiguous(t), *spec, *layout.tp) : t;
+    return spec ? parallel::gather_shards(t, *spec, *layout.tp) : t;
   };
   FullState state;
-  for (const auto& [key, t] : model.state_dict()) state.model.emplace_back(key, full(t, t));
-  for (const optim::FullParamState& param_state : optimizer.gather_full_state()) {
+  for (const auto& [key, t] : model_state) state.model.emplace_back(key, full(t));
+  for (const optim::FullParamState& param_state : optimizer_state) {
     FullState::Param saved;
     saved.name = parameter_name(named, param_state.param);
     CHECK(!saved.name.empty()) << "save_checkpoint: " << optimizer.name() << " parameter " << param_state.param.str()
@@ -259,7 +314,7 @@ FullState gather_full_state(const nn::Module& model, const optim::Optimizer& opt
     for (const auto& [key, t] : param_state.state.tensors) {
       CHECK(!key.empty() && key.find('/') == std::string::npos)
           << optimizer.name() << ": state key '" << key << "' must be non-empty without '/'";
-      saved.tensors.emplace_back(key, full(t, param_state.param));
+      saved.tensors.emplace_back(key, full(param_state.param));
     }
     state.optimizer.push_back(std::move(saved));
   }

@@ -18,7 +18,12 @@
 #include "core/optim/adamw.h"
 #include "core/optim/sgd.h"
 #include "data/hdf5_file.h"
+#include "tests/common/gpu_skip.h"
 #include "tests/common/temp_dir.h"
+
+#ifdef PARALLAX_WITH_CUDA
+#include "core/backend/cuda/cuda_backend.h"
+#endif
 
 namespace px {
 namespace {
@@ -91,7 +96,7 @@ struct TrainingRun {
 };
 
 std::vector<uint8_t> bytes_of(const Tensor& t) {
-  const Tensor c = contiguous(t.detach());
+  const Tensor c = contiguous(to_device(t.detach(), cpu()));
   const auto* p = static_cast<const uint8_t*>(c.raw_data());
   return {p, p + c.numel() * static_cast<int64_t>(dtype_size(c.dtype()))};
 }
@@ -212,6 +217,39 @@ TEST_P(CheckpointDTypeTest, ResumedTrainingIsBitIdentical) {
 INSTANTIATE_TEST_SUITE_P(DTypes, CheckpointDTypeTest, ::testing::Values(DType::f32, DType::f64, DType::bf16,
                                                                         DType::f16),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+// A run on the GPU saves with one device-to-host copy per (device, dtype) pack, not one per tensor, and its checkpoint
+// resumes on the CPU bit for bit; a CPU checkpoint loads onto a GPU model the same way.
+TEST_F(CheckpointTest, GpuStateIsStagedInFewCopiesAndResumesOnEitherDevice) {
+  if (const std::string why = test::gpu_skip_reason(); !why.empty()) GTEST_SKIP() << why;
+#ifdef PARALLAX_WITH_CUDA
+  TrainingRun gpu_run(1);
+  gpu_run.net.to(cuda(0));
+  for (int i = 0; i < 2; ++i) {
+    const Tensor y = gpu_run.net.forward(to_device(randn({5, 4}, gpu_run.data_gen), cuda(0)));  // (5, 3)
+    backward(mean(mul(y, y)));
+    gpu_run.opt.step();
+    gpu_run.opt.zero_grad();
+    gpu_run.state.step += 1;
+  }
+  const uint64_t syncs_before = cuda_host_syncs();
+  const std::string dir = gpu_run.save(run_dir());
+  // Three packs: the f32 parameters and AdamW moments, the i64 counter, the bf16 buffer.
+  EXPECT_LE(cuda_host_syncs() - syncs_before, 3u);
+  TrainingRun cpu_run(2);
+  cpu_run.load(dir);
+  EXPECT_TRUE(cpu_run.net.named_parameters().front().second.device().is_cpu());
+  EXPECT_EQ(snapshot(cpu_run), snapshot(gpu_run));
+
+  cpu_run.state.step += 1;
+  const std::string cpu_dir = cpu_run.save(run_dir());
+  TrainingRun gpu_again(3);
+  gpu_again.net.to(cuda(0));
+  gpu_again.load(cpu_dir);
+  EXPECT_FALSE(gpu_again.net.named_parameters().front().second.device().is_cpu());
+  EXPECT_EQ(snapshot(gpu_again), snapshot(cpu_run));
+#endif
+}
 
 // An f16 run's loss scale comes back; a run without one (f32, bf16) writes none and reads none.
 TEST_F(CheckpointTest, LossScaleRoundTrips) {
