@@ -78,6 +78,9 @@ class ReferenceBackend final : public Backend {
                               int64_t ignore_index, double eps, const Tensor& glogits) override {
     ref::cross_entropy_backward(logits, target, lse, gloss, ignore_index, eps, glogits);
   }
+  void adamw(const std::vector<AdamWSlot>& slots, double beta1, double beta2, double eps) override {
+    ref::adamw(slots, beta1, beta2, eps);
+  }
 };
 
 ReferenceBackend& reference_backend() {
@@ -193,6 +196,9 @@ class CudaReferenceBackend final : public Backend {
   void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse, const Tensor& gloss,
                               int64_t ignore_index, double eps, const Tensor& glogits) override {
     gpu::cross_entropy_backward(logits, target, lse, gloss, ignore_index, eps, glogits, Impl::reference);
+  }
+  void adamw(const std::vector<AdamWSlot>& slots, double beta1, double beta2, double eps) override {
+    gpu::adamw(slots, beta1, beta2, eps, Impl::reference);
   }
 };
 
@@ -389,7 +395,8 @@ const char* family_name(OpFamily family) {
                                                  "layernorm",      "layernorm_backward",
                                                  "index_select",   "index_add",
                                                  "gather",         "scatter_add",
-                                                 "cross_entropy",  "cross_entropy_backward"};
+                                                 "cross_entropy",  "cross_entropy_backward",
+                                                 "adamw"};
   return names[static_cast<int>(family)];
 }
 

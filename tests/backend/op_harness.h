@@ -37,9 +37,10 @@ enum class OpFamily : uint8_t {
   gather,
   scatter_add,
   cross_entropy,
-  cross_entropy_backward
+  cross_entropy_backward,
+  adamw
 };
-constexpr int kOpFamilies = static_cast<int>(OpFamily::cross_entropy_backward) + 1;
+constexpr int kOpFamilies = static_cast<int>(OpFamily::adamw) + 1;
 const char* family_name(OpFamily family);
 
 // How an operand's view sits in its buffer.
