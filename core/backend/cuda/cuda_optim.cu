@@ -13,7 +13,8 @@ namespace {
 constexpr int kAdamWMaxTensors = 24;    // tensors one launch's argument block describes
 constexpr int kAdamWMaxChunks = 320;    // chunks (one block each) per launch
 constexpr int64_t kAdamWChunk = 65536;  // elements per chunk unless the caller asks for fewer
-constexpr int kAdamWThreads = 512;
+constexpr int kAdamWThreads = 256;      // a launch of 320 blocks stays resident on an H100 (4 blocks per SM)
+constexpr int kAdamWIlp = 4;            // elements per thread per pass, all loaded before any is computed
 
 // One launch's tensors and chunk table, passed by value as the kernel argument (no host-to-device copy, no sync).
 // A is the math and target dtype (f32 or f64).
@@ -40,22 +41,26 @@ struct AdamWBetas {
   A b1, b2, one_b1, one_b2, eps;
 };
 
-// m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; t = t decay - step_size m / (sqrt(v) / bc2_sqrt + eps); p = round(t)
+// m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; t = t decay - step_size m / (sqrt(v) / bc2_sqrt + eps)
+template <typename A>
+__device__ __forceinline__ void adamw_values(A& t, A g, A& m, A& v, const AdamWBetas<A>& b, A decay, A step_size,
+                                             A bc2_sqrt) {
+  m = m * b.b1 + b.one_b1 * g;
+  v = v * b.b2 + b.one_b2 * (g * g);
+  const A denom = sqrt(v) / bc2_sqrt + b.eps;
+  t = t * decay - step_size * (m / denom);
+}
+
+// Writes element i of the step's results: target, moments, and the rounded parameter (P a 16-bit type).
 template <typename A, typename P>
-__device__ __forceinline__ void adamw_element(A* t, P* p, const A* g, A* m, A* v, int64_t i, const AdamWBetas<A>& b,
-                                              A decay, A step_size, A bc2_sqrt) {
-  const A gi = g[i];
-  const A mi = m[i] * b.b1 + b.one_b1 * gi;
-  const A vi = v[i] * b.b2 + b.one_b2 * (gi * gi);
+__device__ __forceinline__ void adamw_store(A* t, P* p, A* m, A* v, int64_t i, A ti, A mi, A vi) {
+  t[i] = ti;
   m[i] = mi;
   v[i] = vi;
-  const A denom = sqrt(vi) / bc2_sqrt + b.eps;
-  const A ti = t[i] * decay - step_size * (mi / denom);
-  t[i] = ti;
   if constexpr (!std::is_same_v<P, A>) st(p + i, ti);
 }
 
-// The AdamW step above over every chunk of the table, a block per chunk (grid-stride over the chunks).
+// The AdamW step (adamw_values) over every chunk of the table, a block per chunk (grid-stride over the chunks).
 template <typename A, typename P>
 __global__ void __launch_bounds__(kAdamWThreads)
     adamw_multi_tensor_kernel(const AdamWLaunch<A> launch, int chunks, int64_t chunk_elems, AdamWBetas<A> betas) {
@@ -70,8 +75,25 @@ __global__ void __launch_bounds__(kAdamWThreads)
     A* v = launch.exp_avg_sq[k];
     const A decay = static_cast<A>(launch.decay[k]), step_size = static_cast<A>(launch.step_size[k]);
     const A bc2_sqrt = static_cast<A>(launch.bc2_sqrt[k]);
-    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x)
-      adamw_element(t, p, g, m, v, i, betas, decay, step_size, bc2_sqrt);
+    const int64_t stride = blockDim.x;
+    for (int64_t base = begin + threadIdx.x; base < end; base += stride * kAdamWIlp) {
+      A tv[kAdamWIlp], gv[kAdamWIlp], mv[kAdamWIlp], vv[kAdamWIlp];
+#pragma unroll
+      for (int j = 0; j < kAdamWIlp; ++j) {
+        const int64_t i = base + j * stride;
+        tv[j] = i < end ? t[i] : A(0);
+        gv[j] = i < end ? g[i] : A(0);
+        mv[j] = i < end ? m[i] : A(0);
+        vv[j] = i < end ? v[i] : A(0);
+      }
+#pragma unroll
+      for (int j = 0; j < kAdamWIlp; ++j) {
+        const int64_t i = base + j * stride;
+        if (i >= end) continue;
+        adamw_values(tv[j], gv[j], mv[j], vv[j], betas, decay, step_size, bc2_sqrt);
+        adamw_store(t, p, m, v, i, tv[j], mv[j], vv[j]);
+      }
+    }
   }
 }
 
@@ -80,8 +102,11 @@ template <typename A, typename P>
 __global__ void adamw_reference_kernel(A* t, P* p, const A* g, A* m, A* v, int64_t n, AdamWBetas<A> betas, A decay,
                                        A step_size, A bc2_sqrt) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    adamw_element(t, p, g, m, v, i, betas, decay, step_size, bc2_sqrt);
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    A ti = t[i], mi = m[i], vi = v[i];
+    adamw_values(ti, g[i], mi, vi, betas, decay, step_size, bc2_sqrt);
+    adamw_store(t, p, m, v, i, ti, mi, vi);
+  }
 }
 
 // ================================ launchers ================================
