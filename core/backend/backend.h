@@ -18,6 +18,22 @@ enum class ReduceOp : uint8_t { sum, max, min, argmax };
 
 inline bool is_comparison(BinaryOp op) { return op >= BinaryOp::eq; }
 
+// One tensor of a multi-tensor AdamW step (Backend::adamw). Its target is `master` when defined (a bf16/f16
+// parameter's f32 master weights), else `param` itself; grad and both moments have the target's dtype. All
+// contiguous, of one shape and on one device.
+struct AdamWSlot {
+  Tensor param;       // (N) f32 or f64 (the target), or bf16/f16: overwritten with the updated master, rounded
+  Tensor grad;        // (N) the target's dtype (master_dtype of param)
+  Tensor exp_avg;     // (N) m, updated in place
+  Tensor exp_avg_sq;  // (N) v, updated in place
+  Tensor master;      // (N) f32 master of a bf16/f16 param; undefined for f32/f64 params
+  double step_size;   // lr / (1 - b1^t): per slot, as parameters have their own lr and step count t
+  double bc2_sqrt;    // sqrt(1 - b2^t)
+  double decay;       // 1 - lr * weight_decay
+};
+// CHECK-fails, naming `what` and the slot, unless `s` is as AdamWSlot describes (any one device).
+void check_adamw_slot(const AdamWSlot& s, size_t index, const char* what);
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -87,6 +103,11 @@ class Backend {
   virtual void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
                                       const Tensor& gloss, int64_t ignore_index, double eps,
                                       const Tensor& glogits) = 0;
+
+  // AdamW over every slot (all on this backend's device) in torch's order, in the target's dtype:
+  //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  target = target * decay - step_size * m / (sqrt(v) / bc2_sqrt
+  //   + eps);  param = round(master) for bf16/f16 params. One call per optimizer step and device.
+  virtual void adamw(const std::vector<AdamWSlot>& slots, double beta1, double beta2, double eps) = 0;
 };
 
 // True when this build has CUDA and the machine a usable GPU; the first call registers the CUDA

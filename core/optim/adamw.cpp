@@ -1,9 +1,12 @@
 // AdamW: state "exp_avg" (m) and "exp_avg_sq" (v) as zero-initialised Tensors (and an f32 master of a bf16/f16
-// parameter); a fused host loop for CPU f32/f64 tensors and a device-generic path from ops, in torch's order.
+// parameter); one fused Backend::adamw call per device per step over every parameter, or a device-generic path from
+// ops (set_fused(false)), in torch's order.
 #include "core/optim/adamw.h"
 
 #include <cmath>
+#include <utility>
 
+#include "core/backend/backend.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/factory.h"
 #include "core/util/error.h"
@@ -17,76 +20,68 @@ AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions options)
   if (!(options.eps >= 0.0)) throw ConfigError("AdamW: eps must be >= 0, got " + std::to_string(options.eps));
 }
 
-namespace {
-
-struct Coefs {
-  double decay;  // 1 - lr * wd
-  double beta1, beta2;
-  double step_size;  // lr / (1 - b1^t)
-  double bc2_sqrt;  // sqrt(1 - b2^t)
-  double eps;
-};
-
-template <typename T>
-void adamw_loop(T* p, const T* g, T* m, T* v, int64_t n, const Coefs& c) {
-  const T decay = static_cast<T>(c.decay), b1 = static_cast<T>(c.beta1), b2 = static_cast<T>(c.beta2);
-  const T one_b1 = static_cast<T>(1.0 - c.beta1), one_b2 = static_cast<T>(1.0 - c.beta2);
-  const T step_size = static_cast<T>(c.step_size), bc2_sqrt = static_cast<T>(c.bc2_sqrt);
-  const T eps = static_cast<T>(c.eps);
-#pragma omp parallel for if (n > 65536) schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const T gi = g[i];
-    const T mi = m[i] * b1 + one_b1 * gi;
-    const T vi = v[i] * b2 + one_b2 * (gi * gi);
-    m[i] = mi;
-    v[i] = vi;
-    const T denom = std::sqrt(vi) / bc2_sqrt + eps;
-    p[i] = p[i] * decay - step_size * (mi / denom);
-  }
-}
-
-}  // namespace
-
-void AdamW::update(const ParamGroup& group, const Tensor& param, const Tensor& grad, ParamState& state) {
+AdamWSlot AdamW::prepare(const ParamGroup& group, const Tensor& param, const Tensor& grad, ParamState& state) const {
   // A bf16/f16 parameter is updated through its f32 master (created from it at the first update) and rounded.
   const bool has_master = master_dtype(param.dtype()) != param.dtype();
-  Tensor target = param;
+  Tensor master;
   if (has_master) {
     auto it = state.tensors.find(kMasterKey);
     if (it == state.tensors.end()) it = state.tensors.emplace(kMasterKey, to_dtype(param, DType::f32)).first;
-    target = it->second;
+    master = it->second;
   }
+  const Tensor& target = has_master ? master : param;
   auto m_it = state.tensors.find("exp_avg");
   if (m_it == state.tensors.end()) m_it = state.tensors.emplace("exp_avg", zeros_like(target)).first;
   auto v_it = state.tensors.find("exp_avg_sq");
   if (v_it == state.tensors.end()) v_it = state.tensors.emplace("exp_avg_sq", zeros_like(target)).first;
-  const Tensor &m = m_it->second, &v = v_it->second;
   const int64_t t = ++state.step;
-  Coefs c;
-  c.decay = 1.0 - group.lr * group.weight_decay;
-  c.beta1 = options_.beta1;
-  c.beta2 = options_.beta2;
-  c.step_size = group.lr / (1.0 - std::pow(options_.beta1, static_cast<double>(t)));
-  c.bc2_sqrt = std::sqrt(1.0 - std::pow(options_.beta2, static_cast<double>(t)));
-  c.eps = options_.eps;
-  if (use_host_loop(target)) {
-    if (target.dtype() == DType::f32) {
-      adamw_loop<float>(target.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(), target.numel(),
-                        c);
-    } else {
-      adamw_loop<double>(target.data<double>(), grad.data<double>(), m.data<double>(), v.data<double>(),
-                         target.numel(), c);
-    }
-  } else {  // device-generic path
-    if (group.weight_decay != 0.0) mul_(target, c.decay);
-    mul_(m, c.beta1);
-    add_(m, grad, 1.0 - c.beta1);
-    mul_(v, c.beta2);
-    add_(v, mul(grad, grad), 1.0 - c.beta2);
-    const Tensor denom = add(mul(sqrt(v), 1.0 / c.bc2_sqrt), c.eps);
-    add_(target, div(m, denom), -c.step_size);
+  AdamWSlot slot;
+  slot.param = param;
+  slot.grad = grad;
+  slot.exp_avg = m_it->second;
+  slot.exp_avg_sq = v_it->second;
+  slot.master = master;
+  slot.step_size = group.lr / (1.0 - std::pow(options_.beta1, static_cast<double>(t)));
+  slot.bc2_sqrt = std::sqrt(1.0 - std::pow(options_.beta2, static_cast<double>(t)));
+  slot.decay = 1.0 - group.lr * group.weight_decay;
+  return slot;
+}
+
+void AdamW::update(const ParamGroup& group, const Tensor& param, const Tensor& grad, ParamState& state) {
+  const AdamWSlot s = prepare(group, param, grad, state);
+  if (fused()) {
+    backend_for(param.device()).adamw({s}, options_.beta1, options_.beta2, options_.eps);
+    return;
   }
-  if (has_master) copy_(param, target);
+  // device-generic path
+  const Tensor& target = s.master.defined() ? s.master : s.param;
+  const Tensor &m = s.exp_avg, &v = s.exp_avg_sq;
+  if (group.weight_decay != 0.0) mul_(target, s.decay);
+  mul_(m, options_.beta1);
+  add_(m, grad, 1.0 - options_.beta1);
+  mul_(v, options_.beta2);
+  add_(v, mul(grad, grad), 1.0 - options_.beta2);
+  const Tensor denom = add(mul(sqrt(v), 1.0 / s.bc2_sqrt), options_.eps);
+  add_(target, div(m, denom), -s.step_size);
+  if (s.master.defined()) copy_(param, target);
+}
+
+void AdamW::update_all(const std::vector<Update>& updates) {
+  if (!fused()) {
+    Optimizer::update_all(updates);
+    return;
+  }
+  // One Backend::adamw call per device, its slots in parameter order.
+  std::vector<std::pair<Device, std::vector<AdamWSlot>>> by_device;
+  for (const Update& u : updates) {
+    AdamWSlot slot = prepare(*u.group, u.param, u.grad, *u.state);
+    auto it = by_device.begin();
+    while (it != by_device.end() && !(it->first == u.param.device())) ++it;
+    if (it == by_device.end()) it = by_device.insert(it, {u.param.device(), {}});
+    it->second.push_back(std::move(slot));
+  }
+  for (const auto& [device, slots] : by_device)
+    backend_for(device).adamw(slots, options_.beta1, options_.beta2, options_.eps);
 }
 
 }  // namespace px::optim

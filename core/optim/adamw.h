@@ -3,6 +3,7 @@
 //   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 #pragma once
 
+#include "core/backend/backend.h"
 #include "core/optim/optimizer.h"
 
 namespace px::optim {
@@ -24,8 +25,14 @@ class AdamW : public Optimizer {
 
  protected:
   void update(const ParamGroup& group, const Tensor& param, const Tensor& grad, ParamState& state) override;
+  // Fused: one Backend::adamw call per device over every update; else update() for each.
+  void update_all(const std::vector<Update>& updates) override;
 
  private:
+  // The state of `param` (created as at its first update: zero moments, the master from the parameter), its step
+  // count advanced, as a Backend::adamw slot with this step's coefficients.
+  AdamWSlot prepare(const ParamGroup& group, const Tensor& param, const Tensor& grad, ParamState& state) const;
+
   AdamWOptions options_;
 };
 

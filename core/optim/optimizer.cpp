@@ -1,5 +1,5 @@
-// Optimizer base: group validation, the step loop (gradients made contiguous, parameters without
-// gradients skipped), lr access per group, the per-parameter state map keyed by the tensor and its full state.
+// Optimizer base: group validation, the step (gradients made contiguous, parameters without gradients skipped, the
+// updates handed to update_all together), lr access per group, the per-parameter state map and its full state.
 #include "core/optim/optimizer.h"
 
 #include <set>
@@ -132,19 +132,24 @@ bool Optimizer::use_host_loop(const Tensor& param) const {
   return fused_ && param.device().is_cpu() && (param.dtype() == DType::f32 || param.dtype() == DType::f64);
 }
 
+void Optimizer::update_all(const std::vector<Update>& updates) {
+  for (const Update& u : updates) update(*u.group, u.param, u.grad, *u.state);
+}
+
 void Optimizer::step() {
   NoGradGuard no_grad;
+  std::vector<Update> updates;
   for (const ParamGroup& g : groups_) {
     for (const Tensor& p : g.params) {
-      Tensor grad = p.grad();
+      const Tensor& grad = p.grad();
       if (!grad.defined()) continue;
       CHECK(grad.shape() == p.shape() && grad.dtype() == master_dtype(p.dtype()) && grad.device() == p.device())
           << name_ << ": gradient " << grad.str() << " does not match parameter " << p.str();
-      grad = contiguous(grad);
-      update(g, p, grad, state_[p.impl()]);
-      p.bump_version();
+      updates.push_back(Update{&g, p, contiguous(grad), &state_[p.impl()]});  // unordered_map: stable addresses
     }
   }
+  update_all(updates);
+  for (const Update& u : updates) u.param.bump_version();
 }
 
 void Optimizer::zero_grad(bool set_to_none) {

@@ -80,8 +80,9 @@ class Optimizer {
   // weights from them).
   virtual void load_full_state(const std::vector<FullParamState>& states);
 
-  // CPU f32/f64 parameters (and the f32 masters of 16-bit ones) update in one fused host loop (the default); false
-  // forces the device-generic path built from in-place and pointwise ops, which is what non-CPU tensors use.
+  // Fused updates (the default): SGD runs one host loop per CPU f32/f64 parameter (non-CPU tensors take the
+  // device-generic path); AdamW makes one Backend::adamw call per device per step over every parameter (the f32
+  // masters of 16-bit ones). false forces the device-generic path built from in-place and pointwise ops.
   void set_fused(bool fused) { fused_ = fused; }
   bool fused() const { return fused_; }
 
@@ -89,6 +90,16 @@ class Optimizer {
   // Updates one parameter from its gradient; called under NoGradGuard with grad contiguous, of the parameter's
   // shape and of its master dtype.
   virtual void update(const ParamGroup& group, const Tensor& param, const Tensor& grad, ParamState& state) = 0;
+  // One parameter's update in a step, as update() takes it.
+  struct Update {
+    const ParamGroup* group;
+    Tensor param;
+    Tensor grad;  // contiguous, the parameter's shape, its master dtype
+    ParamState* state;
+  };
+  // Applies every update of one step (the parameters that have gradients, in params() order) under NoGradGuard. The
+  // default calls update() for each in turn; an optimizer that batches parameters (AdamW) overrides it.
+  virtual void update_all(const std::vector<Update>& updates);
   // Whether the fused host loop applies to `param`.
   bool use_host_loop(const Tensor& param) const;
   // Sets the state of `param` (one of params()) to `state`, or drops it when null.

@@ -55,8 +55,8 @@ class ZeroAdamW : public optim::AdamW {
   // grad_scale: as parallel::clip_grad_norm's (loss scaling).
   double clip_grad_norm(const std::map<std::string, ShardSpec>& specs, ProcessGroup& tp, double max_norm,
                         double grad_scale = 1.0);
-  // AdamW on this rank's slices (Optimizer::step over them), then all_gather of the slices into every model
-  // parameter (rounded to a bf16/f16 parameter's dtype). Collective over dp.
+  // AdamW on this rank's slices (Optimizer::step over them: one Backend::adamw call for all), then all_gather of the
+  // slices into every model parameter (rounded to a bf16/f16 parameter's dtype). Collective over dp.
   void step_and_gather();
 
   // The trained model parameters, group by group.

@@ -428,6 +428,71 @@ void add_cross_entropy(std::vector<OpCase>& t) {
        [](Backend& b, const std::vector<Tensor>& o) { b.cross_entropy(o[0], o[1], kIgnore, 0.1, o[2], o[3]); }});
 }
 
+// ---- AdamW: several slots per call ----
+
+// One slot's step coefficients, from its lr, weight decay and step count t (betas 0.9, 0.999).
+struct AdamWCoefs {
+  double step_size, bc2_sqrt, decay;
+};
+AdamWCoefs adamw_coefs(double lr, double wd, int t) {
+  return {lr / (1.0 - std::pow(0.9, t)), std::sqrt(1.0 - std::pow(0.999, t)), 1.0 - lr * wd};
+}
+constexpr int kAdamWOperands = 5;  // per slot: param, grad, exp_avg, exp_avg_sq, master
+
+// Appends the operands of one slot of shape s for a parameter of dtype d (a master where d is bf16/f16).
+void add_adamw_slot(Ops& ops, const std::string& tag, const Shape& s, DType d) {
+  const DType md = stat_dtype(d);
+  ops.push_back(Operand::in_out("param" + tag, s, d));
+  ops.push_back(Operand::in("grad" + tag, s, md).range(-1, 1));
+  ops.push_back(Operand::in_out("exp_avg" + tag, s, md).range(-0.1, 0.1));
+  ops.push_back(Operand::in_out("exp_avg_sq" + tag, s, md).range(1e-4, 1e-2));
+  ops.push_back(d == md ? Operand::absent("master" + tag) : Operand::in_out("master" + tag, s, DType::f32));
+}
+
+// Backend::adamw over the case's slots (kAdamWOperands operands each) with per-slot coefficients.
+OpCall adamw_call(std::vector<AdamWCoefs> coefs, double beta1, double beta2, double eps) {
+  return [=](Backend& b, const std::vector<Tensor>& o) {
+    std::vector<AdamWSlot> slots;
+    for (size_t k = 0; k < coefs.size(); ++k) {
+      const Tensor* t = &o[k * kAdamWOperands];
+      slots.push_back({t[0], t[1], t[2], t[3], t[4], coefs[k].step_size, coefs[k].bc2_sqrt, coefs[k].decay});
+    }
+    b.adamw(slots, beta1, beta2, eps);
+  };
+}
+
+// Slots of the given shapes and parameter dtypes, each with its own lr, weight decay and step count.
+OpCase adamw_case(const std::string& name, DType dtype, const std::vector<std::pair<Shape, DType>>& slots) {
+  Ops ops;
+  std::vector<AdamWCoefs> coefs;
+  for (size_t k = 0; k < slots.size(); ++k) {
+    add_adamw_slot(ops, "." + std::to_string(k), slots[k].first, slots[k].second);
+    coefs.push_back(adamw_coefs(1e-3 * static_cast<double>(1 + k % 4), k % 3 == 0 ? 0.0 : 0.1, 1 + 7 * (k % 5)));
+  }
+  return {name, OpFamily::adamw, dtype, std::move(ops), adamw_call(std::move(coefs), 0.9, 0.999, 1e-8)};
+}
+
+// Per dtype: tensors of sizes off the vector width and the CUDA chunk (65536), one spanning three chunks, an empty
+// one and a scalar; 30 tensors (more than one CUDA launch holds); every dtype in one call.
+std::vector<OpCase> adamw_cases() {
+  std::vector<OpCase> t;
+  for (DType d : kFloats) {
+    t.push_back(adamw_case(std::string("adamw ") + d + " 6 tensors", d,
+                           {{{7}, d}, {{0}, d}, {{33, 17}, d}, {{2 * 65536 + 37}, d}, {{}, d}, {{4, 1000}, d}}));
+    std::vector<std::pair<Shape, DType>> many;
+    for (int64_t k = 0; k < 30; ++k) many.push_back({{1 + 37 * k}, d});
+    t.push_back(adamw_case(std::string("adamw ") + d + " 30 tensors", d, many));
+  }
+  t.push_back(adamw_case("adamw f32 f64 bf16 f16 in one call", DType::f32,
+                         {{{513}, DType::bf16}, {{65537}, DType::f32}, {{9, 9}, DType::f16}, {{100}, DType::f64},
+                          {{0}, DType::bf16}, {{70000}, DType::f16}, {{31}, DType::f32}}));
+  return t;
+}
+
+void add_adamw(std::vector<OpCase>& t) {
+  for (OpCase& c : adamw_cases()) t.push_back(std::move(c));
+}
+
 const std::vector<OpCase>& op_table() {
   static const std::vector<OpCase> table = [] {
     std::vector<OpCase> t;
@@ -445,6 +510,7 @@ const std::vector<OpCase>& op_table() {
     add_layernorm(t);
     add_index(t);
     add_cross_entropy(t);
+    add_adamw(t);
     return t;
   }();
   return table;
@@ -465,6 +531,12 @@ void run_table(const BackendUnderTest& b) {
 }
 
 TEST(BackendOps, CpuKernelsMatchTheReference) { run_table(cpu_under_test()); }
+
+// The CPU's AdamW computes in the target's dtype in the reference's order: the same bits, f32 included.
+TEST(BackendOps, CpuAdamWEqualsTheReferenceBitForBit) {
+  const std::vector<OpCase> cases = adamw_cases();
+  for (size_t i = 0; i < cases.size(); ++i) EXPECT_TRUE(run_case(exactly(cases[i]), cpu_under_test(), 100 + i));
+}
 
 // Skips the test, with one line saying why, where the CUDA rows cannot run.
 #define PX_SKIP_WITHOUT_CUDA() \

@@ -81,6 +81,9 @@ class ReferenceBackend final : public Backend {
   void topk(const Tensor& x, int64_t k, const Tensor& values, const Tensor& indices) override {
     ref::topk(x, k, values, indices);
   }
+  void adamw(const std::vector<AdamWSlot>& slots, double beta1, double beta2, double eps) override {
+    ref::adamw(slots, beta1, beta2, eps);
+  }
 };
 
 ReferenceBackend& reference_backend() {
@@ -199,6 +202,9 @@ class CudaReferenceBackend final : public Backend {
   }
   void topk(const Tensor& x, int64_t k, const Tensor& values, const Tensor& indices) override {
     gpu::topk(x, k, values, indices, Impl::reference);
+  }
+  void adamw(const std::vector<AdamWSlot>& slots, double beta1, double beta2, double eps) override {
+    gpu::adamw(slots, beta1, beta2, eps, Impl::reference);
   }
 };
 
@@ -396,7 +402,7 @@ const char* family_name(OpFamily family) {
                                                  "index_select",   "index_add",
                                                  "gather",         "scatter_add",
                                                  "cross_entropy",  "cross_entropy_backward",
-                                                 "topk"};
+                                                 "topk",           "adamw"};
   return names[static_cast<int>(family)];
 }
 

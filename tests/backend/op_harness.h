@@ -38,9 +38,10 @@ enum class OpFamily : uint8_t {
   scatter_add,
   cross_entropy,
   cross_entropy_backward,
-  topk
+  topk,
+  adamw
 };
-constexpr int kOpFamilies = static_cast<int>(OpFamily::topk) + 1;
+constexpr int kOpFamilies = static_cast<int>(OpFamily::adamw) + 1;
 const char* family_name(OpFamily family);
 
 // How an operand's view sits in its buffer.

@@ -1,5 +1,5 @@
 // The host backend: OpenBLAS GEMM, OpenMP-threaded elementwise, reduction, softmax, layernorm,
-// index and loss kernels. Each family lives in its own cpu_*.cpp.
+// index, loss and optimizer (AdamW) kernels. Each family lives in its own cpu_*.cpp.
 #pragma once
 
 #include "core/backend/backend.h"
@@ -35,6 +35,7 @@ class CpuBackend final : public Backend {
                      const Tensor& loss, const Tensor& lse) override;
   void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse, const Tensor& gloss,
                               int64_t ignore_index, double eps, const Tensor& glogits) override;
+  void adamw(const std::vector<AdamWSlot>& slots, double beta1, double beta2, double eps) override;
 };
 
 CpuBackend& cpu_backend();

@@ -1,5 +1,5 @@
 // Plain reference kernels for tests: gemm, reduce, topk, softmax, layernorm and cross-entropy with
-// their backward passes, written as direct loops over element accessors with double accumulation.
+// their backward passes, written as direct loops over element accessors with double accumulation; AdamW.
 #include "core/backend/cpu/reference_kernels.h"
 
 #include <cmath>
@@ -227,6 +227,47 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Te
     for (int64_t i = 0; i < c; ++i) {
       const double q = (1 - eps) * (i == t ? 1.0 : 0.0) + eps / c;
       store(glogits, r * c + i, t == ignore_index ? 0.0 : g * (std::exp(load(logits, r * c + i) - l) - q));
+    }
+  }
+}
+
+namespace {
+
+// One slot's AdamW in T (the target's dtype) with P the parameter's storage type.
+template <typename T, typename P>
+void adamw_slot(const AdamWSlot& s, double beta1, double beta2, double eps) {
+  T* p = s.master.defined() ? s.master.data<T>() : s.param.data<T>();
+  const T* g = s.grad.data<T>();
+  T* m = s.exp_avg.data<T>();
+  T* v = s.exp_avg_sq.data<T>();
+  const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2);
+  const T one_b1 = static_cast<T>(1.0 - beta1), one_b2 = static_cast<T>(1.0 - beta2);
+  const T decay = static_cast<T>(s.decay), step_size = static_cast<T>(s.step_size);
+  const T bc2_sqrt = static_cast<T>(s.bc2_sqrt), e = static_cast<T>(eps);
+  for (int64_t i = 0; i < s.param.numel(); ++i) {
+    m[i] = m[i] * b1 + one_b1 * g[i];
+    v[i] = v[i] * b2 + one_b2 * (g[i] * g[i]);
+    const T denom = std::sqrt(v[i]) / bc2_sqrt + e;
+    p[i] = p[i] * decay - step_size * (m[i] / denom);
+    if (s.master.defined()) s.param.data<P>()[i] = from_double<P>(static_cast<double>(p[i]));
+  }
+}
+
+}  // namespace
+
+// m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p = p decay - step_size m / (sqrt(v) / bc2_sqrt + eps); the
+// parameter = round(master) for bf16/f16.
+void adamw(const std::vector<AdamWSlot>& slots, double beta1, double beta2, double eps) {
+  for (size_t k = 0; k < slots.size(); ++k) {
+    const AdamWSlot& s = slots[k];
+    check_adamw_slot(s, k, "ref::adamw");
+    if (s.param.numel() == 0) continue;
+    switch (s.param.dtype()) {
+      case DType::f32: adamw_slot<float, float>(s, beta1, beta2, eps); break;
+      case DType::f64: adamw_slot<double, double>(s, beta1, beta2, eps); break;
+      case DType::bf16: adamw_slot<float, bf16>(s, beta1, beta2, eps); break;
+      case DType::f16: adamw_slot<float, f16>(s, beta1, beta2, eps); break;
+      default: LOG(FATAL) << "ref::adamw: unreachable dtype " << s.param.str();
     }
   }
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "core/backend/backend.h"
 #include "core/tensor/tensor.h"
@@ -59,5 +60,9 @@ void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_in
                    const Tensor& lse);
 void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse, const Tensor& gloss,
                             int64_t ignore_index, double eps, const Tensor& glogits);
+// Backend::adamw one element at a time, unthreaded. Unlike the other reference kernels it computes in the target's
+// dtype (f32 or f64, not double), in torch's order, since that is AdamW's contract: the CPU's loop matches it bit
+// for bit. Slots as Backend::adamw takes them (contiguous).
+void adamw(const std::vector<AdamWSlot>& slots, double beta1, double beta2, double eps);
 
 }  // namespace px::ref

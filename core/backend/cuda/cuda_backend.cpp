@@ -320,4 +320,10 @@ void CudaBackend::cross_entropy_backward(const Tensor& logits, const Tensor& tar
   gpu::cross_entropy_backward(logits, target, lse, gloss, ignore_index, eps, glogits);
 }
 
+void CudaBackend::adamw(const std::vector<AdamWSlot>& slots, double beta1, double beta2, double eps) {
+  if (slots.empty()) return;
+  CudaDeviceGuard g(slots.front().param.device());
+  gpu::adamw(slots, beta1, beta2, eps);
+}
+
 }  // namespace px

@@ -38,6 +38,7 @@ class CudaBackend final : public Backend {
                      const Tensor& loss, const Tensor& lse) override;
   void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse, const Tensor& gloss,
                               int64_t ignore_index, double eps, const Tensor& glogits) override;
+  void adamw(const std::vector<AdamWSlot>& slots, double beta1, double beta2, double eps) override;
 };
 
 // Probes cudaGetDeviceCount once (cached). With >= 1 usable GPU it registers the CUDA backend and

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/backend/backend.h"
 #include "core/tensor/tensor.h"
@@ -65,5 +66,12 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Te
 // cuda_gemm_reference.cu: c = alpha * a @ b + beta * c with one thread per output element (f64 accumulation);
 // the oracle for gemm_cublaslt. Same contract as Backend::gemm.
 void gemm_reference(const Tensor& a, const Tensor& b, const Tensor& c, double alpha, double beta);
+
+// cuda_optim.cu: Backend::adamw on one GPU, math in the target's dtype (f32 for f32/bf16/f16 parameters). The slots
+// are grouped by parameter dtype and each group runs as one multi-tensor launch (more when it has over 24 tensors or
+// 320 chunks) of chunk_elems-element chunks (0: 65536; tests pass fewer to force several launches). No host sync.
+// Impl::reference: one launch per slot, one thread per element.
+void adamw(const std::vector<AdamWSlot>& slots, double beta1, double beta2, double eps, Impl impl = Impl::fast,
+           int64_t chunk_elems = 0);
 
 }  // namespace px::gpu
