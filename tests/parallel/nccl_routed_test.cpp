@@ -6,6 +6,7 @@
 
 #if PARALLAX_WITH_NCCL
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -102,6 +103,37 @@ TEST_F(RoutedNccl, WaitOnStreamOrdersLaterWorkWithoutBlockingTheHost) {
   EXPECT_TRUE(work->is_completed());
 }
 
+TEST_F(RoutedNccl, GradBucketerOverNcclWritesTheSummedGradientsOnTheStream) {
+  Generator gen(7);
+  std::vector<Tensor> params, weights;
+  for (int64_t n : {1000, 3000, 70000, 5}) {
+    params.push_back(randn({n}, gen, DType::f32, cuda(0)).set_requires_grad());
+    weights.push_back(randn({n}, gen, DType::f32, cuda(0)));
+  }
+  for (ReduceOp op : {ReduceOp::sum, ReduceOp::avg}) {
+    GradBucketerOptions options;
+    options.bucket_bytes = 16 * 1024;  // several buckets, launched from the hooks during backward
+    options.op = op;
+    GradBucketer bucketer(params, *group_, options);
+    ASSERT_GE(bucketer.num_buckets(), 3);
+    for (int step = 0; step < 3; ++step) {
+      // Queued work ahead of backward: the buckets' all-reduces are issued while the GPU is still busy.
+      add_one_repeatedly(zeros({kLongVector}, DType::f32, cuda(0)), kLongSteps / 4);
+      Tensor loss = zeros({}, DType::f32, cuda(0));
+      for (size_t i = 0; i < params.size(); ++i) loss = add(loss, sum(mul(params[i], weights[i])));
+      backward(loss);
+      bucketer.finish();
+      for (size_t i = 0; i < params.size(); ++i) {
+        // d loss / d p_i = w_i; one rank: the sum and the average are w_i.
+        EXPECT_TRUE(test::all_close(to_host(params[i].grad()), to_host(weights[i]), 0.0, 0.0))
+            << reduce_op_name(op) << " step " << step << " param " << i;
+        params[i].set_grad(Tensor());
+      }
+    }
+  }
+}
+
+// Last in this file: it aborts a communicator with a collective still queued on the GPU.
 TEST_F(RoutedNccl, TheWatchdogAbortsACollectiveLeftToTheStreamPastItsDeadline) {
   LocalProcessGroup host("watchdog-host");
   DeviceRoutedProcessGroup routed("watchdog", host,
@@ -132,38 +164,17 @@ TEST_F(RoutedNccl, TheWatchdogAbortsACollectiveLeftToTheStreamPastItsDeadline) {
   EXPECT_THROW(routed.all_reduce(zeros({4}, DType::f32, cuda(0)), ReduceOp::sum), CommError);
   EXPECT_THROW(routed.barrier(), CommError);
   EXPECT_THROW(routed.all_reduce(zeros({4}, DType::f32), ReduceOp::sum), CommError);
-  // The caller's stream is not stuck.
-  EXPECT_TRUE(test::all_close(to_host(t), full({kLongVector}, 20.0 * kLongSteps, DType::f32), 0.0, 0.0));
-}
-
-TEST_F(RoutedNccl, GradBucketerOverNcclWritesTheSummedGradientsOnTheStream) {
-  Generator gen(7);
-  std::vector<Tensor> params, weights;
-  for (int64_t n : {1000, 3000, 70000, 5}) {
-    params.push_back(randn({n}, gen, DType::f32, cuda(0)).set_requires_grad());
-    weights.push_back(randn({n}, gen, DType::f32, cuda(0)));
-  }
-  for (ReduceOp op : {ReduceOp::sum, ReduceOp::avg}) {
-    GradBucketerOptions options;
-    options.bucket_bytes = 16 * 1024;  // several buckets, launched from the hooks during backward
-    options.op = op;
-    GradBucketer bucketer(params, *group_, options);
-    ASSERT_GE(bucketer.num_buckets(), 3);
-    for (int step = 0; step < 3; ++step) {
-      // Queued work ahead of backward: the buckets' all-reduces are issued while the GPU is still busy.
-      add_one_repeatedly(zeros({kLongVector}, DType::f32, cuda(0)), kLongSteps / 4);
-      Tensor loss = zeros({}, DType::f32, cuda(0));
-      for (size_t i = 0; i < params.size(); ++i) loss = add(loss, sum(mul(params[i], weights[i])));
-      backward(loss);
-      bucketer.finish();
-      for (size_t i = 0; i < params.size(); ++i) {
-        // d loss / d p_i = w_i; one rank: the sum and the average are w_i.
-        EXPECT_TRUE(test::all_close(to_host(params[i].grad()), to_host(weights[i]), 0.0, 0.0))
-            << reduce_op_name(op) << " step " << step << " param " << i;
-        params[i].set_grad(Tensor());
-      }
-    }
-  }
+  // The current stream waited for the aborted collective's event: it must not be stuck. Read on another thread
+  // (the legacy default stream is shared), so that a stuck stream fails this test instead of hanging the binary.
+  auto copied = std::make_shared<std::atomic<int>>(0);  // 1: the values arrived, 2: wrong values
+  std::thread([t, copied] {
+    const bool same = test::all_close(to_host(t), full({kLongVector}, 20.0 * kLongSteps, DType::f32), 0.0, 0.0);
+    copied->store(same ? 1 : 2);
+  }).detach();
+  const auto copy_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (copied->load() == 0 && std::chrono::steady_clock::now() < copy_deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(copied->load(), 1) << "0: the stream that waited on the aborted collective is stuck; 2: wrong values";
 }
 
 }  // namespace
