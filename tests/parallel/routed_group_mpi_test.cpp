@@ -1,5 +1,5 @@
-// DeviceRoutedProcessGroup under mpirun (1..4 ranks) on host tensors, with a second MPI group standing in for the
-// device group: routing, split beside the host group, barrier, ranks, timeouts, health checks, ParallelGrid.
+// DeviceRoutedProcessGroup under mpirun (1..4 ranks) on host tensors, a second MPI group standing in for the device
+// group: routing, split beside the host, barrier, ranks, timeouts, health, ParallelGrid, GradBucketer, TP mappings.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -7,9 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "core/autograd/engine.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/factory.h"
+#include "core/ops/reduce.h"
 #include "parallel/comm/device_routed_process_group.h"
+#include "parallel/dp/grad_bucketer.h"
 #include "parallel/grid.h"
+#include "parallel/tp/mappings.h"
 #include "tests/common/mpi_test_main.h"
 
 namespace px::parallel {
@@ -227,6 +232,37 @@ TEST(DeviceRoutedGroup, ParallelGridOverARoutedWorldHasRoutedTpAndDpGroups) {
     EXPECT_DOUBLE_EQ(dp_sum, expected);
   }
   EXPECT_EQ(w.device_counts->collectives, 0);
+}
+
+TEST(DeviceRoutedGroup, GradBucketerAndTpMappingsRunOverRoutedGroups) {
+  RoutedWorld w;
+  const int size = world().size(), rank = world().rank();
+  // dp over the whole routed world: d/dp sum(p * c_r) = c_r, summed over ranks.
+  std::vector<Tensor> params, coefs;
+  for (int64_t n : {5, 300, 17}) {
+    params.push_back(zeros({n}, DType::f64).set_requires_grad());
+    coefs.push_back(full({n}, rank + 1.0, DType::f64));
+  }
+  GradBucketerOptions options;
+  options.bucket_bytes = 1024;  // several buckets, launched from the grad-ready hooks
+  GradBucketer bucketer(params, *w.group, options);
+  Tensor loss = zeros({}, DType::f64);
+  for (size_t i = 0; i < params.size(); ++i) loss = add(loss, sum(mul(params[i], coefs[i])));
+  backward(loss);
+  bucketer.finish();
+  for (const Tensor& p : params) {
+    for (int64_t i = 0; i < p.numel(); ++i) ASSERT_DOUBLE_EQ(p.grad().data<double>()[i], size * (size + 1) / 2.0);
+  }
+  EXPECT_EQ(w.host_counts->collectives, bucketer.num_buckets());  // one all-reduce per bucket, on the host group
+  EXPECT_EQ(w.device_counts->collectives, 0);
+
+  // tp over a routed split: reduce forward (all-reduce), copy backward (all-reduce of the gradient).
+  ParallelGrid grid(*w.group, size);
+  const Tensor x = full({3}, rank + 1.0, DType::f64).set_requires_grad();
+  const Tensor y = reduce_from_tp_region(copy_to_tp_region(x, grid.tp()), grid.tp());
+  EXPECT_DOUBLE_EQ(y.data<double>()[0], size * (size + 1) / 2.0);
+  backward(sum(y));
+  EXPECT_DOUBLE_EQ(x.grad().data<double>()[2], size);
 }
 
 }  // namespace
