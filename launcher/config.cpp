@@ -205,6 +205,7 @@ void validate_parallel(const config::ParallelConfig& p) {
   require_positive("parallel.bucket_mb", p.bucket_mb());
   require_positive("parallel.timeout_minutes", p.timeout_minutes());
   require_one_of("parallel.grad_dtype", p.grad_dtype(), {"f32", "bf16"});
+  require_one_of("parallel.gpu_collectives", p.gpu_collectives(), {"auto", "nccl", "mpi"});
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "core/backend/backend.h"
 #include "core/util/error.h"
+#include "parallel/comm/device_routed_process_group.h"
 
 namespace px {
 
@@ -28,37 +29,59 @@ DType precision_dtype(const std::string& precision, bool on_gpu) {
 
 }  // namespace
 
-DevicePlan plan_device(const std::string& device, const std::string& precision,
+DevicePlan plan_device(const std::string& device, const std::string& precision, const std::string& gpu_collectives,
                        const parallel::ProcessPlacement& placement, const std::string& field) {
-  DevicePlan plan;
   std::string why;
-  std::string chosen_because;
   const bool want_gpu = device == "cuda" || device == "auto";
   const std::vector<GpuInfo> gpus = want_gpu ? visible_gpus(&why) : std::vector<GpuInfo>{};
+  return plan_device_on(device, precision, gpu_collectives, placement, gpus, why, parallel::nccl_built(), field);
+}
+
+DevicePlan plan_device_on(const std::string& device, const std::string& precision, const std::string& gpu_collectives,
+                          const parallel::ProcessPlacement& placement, const std::vector<GpuInfo>& visible,
+                          const std::string& why_none, bool nccl_available, const std::string& field) {
+  DevicePlan plan;
+  std::string chosen_because;
+  const bool want_gpu = device == "cuda" || device == "auto";
+  const std::vector<GpuInfo> gpus = want_gpu ? visible : std::vector<GpuInfo>{};
   if (device == "cuda" && gpus.empty()) {
-    throw ConfigError(field + ": cuda, but this machine has no usable GPU (" + why + "); use cpu or auto");
+    throw ConfigError(field + ": cuda, but this machine has no usable GPU (" + why_none + "); use cpu or auto");
   }
   const bool on_gpu = !gpus.empty();
-  if (on_gpu && placement.local_size > static_cast<int>(gpus.size())) {
-    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
-    throw ConfigError(field + ": " + std::to_string(placement.local_size) + " ranks on this node but " +
-                      std::to_string(gpus.size()) + " visible GPU(s)" +
-                      (visible != nullptr ? std::string(" (CUDA_VISIBLE_DEVICES=") + visible + ")" : "") +
-                      "; start at most one rank per GPU, or use cpu");
+  const int gpu_count = static_cast<int>(gpus.size());
+  if (on_gpu && gpu_collectives == "nccl" && !nccl_available) {
+    throw ConfigError("parallel.gpu_collectives: nccl, but this build has no NCCL; use mpi or auto");
+  }
+  if (on_gpu && placement.local_size > gpu_count) {
+    if (gpu_collectives != "mpi") {
+      const char* visible_env = std::getenv("CUDA_VISIBLE_DEVICES");
+      throw ConfigError(field + ": " + std::to_string(placement.local_size) + " ranks on this node but " +
+                        std::to_string(gpu_count) + " visible GPU(s)" +
+                        (visible_env != nullptr ? std::string(" (CUDA_VISIBLE_DEVICES=") + visible_env + ")" : "") +
+                        "; start at most one rank per GPU (NCCL refuses two ranks on one GPU), set "
+                        "parallel.gpu_collectives: mpi to let ranks share GPUs, or use cpu");
+    }
+    plan.sharing = std::to_string(placement.local_size) + " ranks on this node share " + std::to_string(gpu_count) +
+                   " GPU(s): local rank r uses GPU r % " + std::to_string(gpu_count) +
+                   " (parallel.gpu_collectives mpi: GPU tensors are reduced through host memory over MPI)";
   }
   if (on_gpu) {
-    plan.device = cuda(placement.local_rank);
+    plan.device = cuda(placement.local_rank % gpu_count);
+    plan.nccl = gpu_collectives == "nccl" || (gpu_collectives == "auto" && nccl_available);
     for (size_t i = 0; i < gpus.size(); ++i) plan.gpus.push_back(gpu_line(static_cast<int>(i), gpus[i]));
     chosen_because = device == "auto" ? " (" + field + " auto: a GPU is present)" : "";
   } else {
     plan.device = cpu();
-    chosen_because = device == "auto" ? " (" + field + " auto: no usable GPU: " + why + ")" : "";
+    chosen_because = device == "auto" ? " (" + field + " auto: no usable GPU: " + why_none + ")" : "";
   }
   plan.dtype = precision_dtype(precision, on_gpu);
   plan.loss_scaling = plan.dtype == DType::f16;
   plan.summary = "device " + plan.device.str() + chosen_because + ", precision " + dtype_name(plan.dtype) +
                  (plan.loss_scaling ? " with dynamic loss scaling" : "") +
                  (plan.dtype != master_dtype(plan.dtype) ? " (f32 master weights, gradients and losses)" : "");
+  if (on_gpu && placement.size > 1) {
+    plan.summary += plan.nccl ? ", GPU collectives over NCCL" : ", GPU collectives staged through MPI";
+  }
   return plan;
 }
 

@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <limits>
+#include <memory>
+#include <vector>
 
 #include <glog/logging.h>
 
@@ -28,6 +30,7 @@
 #include "launcher/metrics.h"
 #include "launcher/run_dir.h"
 #include "launcher/task.h"
+#include "parallel/comm/device_routed_process_group.h"
 #include "parallel/comm/world.h"
 #include "parallel/dp/grad_sync.h"
 #include "parallel/grid.h"
@@ -461,7 +464,8 @@ TrainSetup set_up(const TrainCommand& command, const RunDir& run, const parallel
   TrainSetup setup;
   setup.config = resolve_config(command, run);
   check_world_layout(setup.config, world_size);
-  setup.plan = plan_device(setup.config.train().device(), setup.config.train().precision(), placement);
+  setup.plan = plan_device(setup.config.train().device(), setup.config.train().precision(),
+                           setup.config.parallel().gpu_collectives(), placement);
   setup.task = task_kind(setup.config).open(setup.config);
   setup.task->check_set_up(run, world_size);
   return setup;
@@ -469,8 +473,10 @@ TrainSetup set_up(const TrainCommand& command, const RunDir& run, const parallel
 
 // Every rank learns whether any set-up failed, so that none waits for another in a collective. When one did,
 // each distinct message is printed once: rank 0 rethrows its error (or says another rank failed), another rank
-// rethrows its own only when it differs from rank 0's; the others return false to exit 2 quietly.
-bool agree_on_set_up(parallel::ProcessGroup& world, const std::exception_ptr& error) {
+// rethrows its own only when it differs from rank 0's; the others return false to exit 2 quietly. The same
+// all-reduce checks that every rank computes on the same kind of device (each collective goes to one transport,
+// MPI or NCCL, by its tensors' device): a mix is a ConfigError from rank 0.
+bool agree_on_set_up(parallel::ProcessGroup& world, const std::exception_ptr& error, const Device& device) {
   std::string message;
   if (error) {
     try {
@@ -479,7 +485,16 @@ bool agree_on_set_up(parallel::ProcessGroup& world, const std::exception_ptr& er
       message = e.what();
     }
   }
-  if (parallel::all_reduce_value(world, error ? 1.0 : 0.0, parallel::ReduceOp::max) == 0) return true;
+  const double on_gpu = !error && !device.is_cpu() ? 1.0 : 0.0;
+  // (3): error, on a GPU, minus on a GPU; the max of each over ranks
+  const Tensor flags = from_vector(std::vector<double>{error ? 1.0 : 0.0, on_gpu, -on_gpu}, {3}, DType::f64);
+  world.all_reduce(flags, parallel::ReduceOp::max)->wait();
+  if (flags.data<double>()[0] == 0) {
+    if (flags.data<double>()[1] == -flags.data<double>()[2]) return true;  // max(gpu) == min(gpu)
+    if (world.rank() != 0) return false;
+    throw ConfigError("train.device: some ranks compute on a GPU and others on the CPU (train.device auto on "
+                      "nodes with and without GPUs?); set train.device to cpu or cuda");
+  }
   const Tensor rank0_hash = full({1}, 0.0, DType::i64);
   if (world.rank() == 0) rank0_hash.data<int64_t>()[0] = static_cast<int64_t>(std::hash<std::string>{}(message));
   world.broadcast(rank0_hash, 0)->wait();
@@ -493,7 +508,16 @@ int train_on(const TrainCommand& command, const RunDir& run, TrainSetup setup, p
   const auto timeout = std::chrono::milliseconds(
       static_cast<int64_t>(setup.config.parallel().timeout_minutes() * 60 * 1000));
   world.group().set_timeout(timeout);
-  parallel::ParallelGrid grid(world.group(), setup.config.parallel().tp());
+  if (!setup.plan.device.is_cpu()) set_current_gpu(setup.plan.device.index);  // NCCL's communicators are made on it
+  // On GPUs over NCCL the world routes GPU tensors to NCCL and host tensors (control: stop agreement, loss and
+  // norm scalars, barriers, checkpoints) to MPI; its tp and dp splits are routed the same way.
+  std::unique_ptr<parallel::ProcessGroup> routed_world;
+  if (world.size() > 1 && !setup.plan.device.is_cpu() && setup.plan.nccl) {
+    parallel::GroupOptions options;
+    options.timeout = timeout;
+    routed_world = parallel::make_nccl_routed_world(world.group(), setup.plan.device, options);
+  }
+  parallel::ParallelGrid grid(routed_world ? *routed_world : world.group(), setup.config.parallel().tp());
   grid.tp().set_timeout(timeout);
   grid.dp().set_timeout(timeout);
   const int threads = setup.config.train().threads();
@@ -503,10 +527,10 @@ int train_on(const TrainCommand& command, const RunDir& run, TrainSetup setup, p
   log_to_files(run.logs(), world.rank());
   LOG(INFO) << "rank " << world.rank() << " of " << world.size() << " (local rank "
             << world.placement().local_rank << "); " << grid.str() << "; " << setup.plan.summary;
-  if (!setup.plan.device.is_cpu()) set_current_gpu(setup.plan.device.index);
   if (world.rank() == 0) {
     for (const std::string& gpu : setup.plan.gpus) std::printf("%s\n", gpu.c_str());
     std::printf("%s\n", setup.plan.summary.c_str());
+    if (!setup.plan.sharing.empty()) std::printf("%s\n", setup.plan.sharing.c_str());
     setup.task->record_run(run);
   }
   Trainer trainer(command, setup.config, *setup.task, grid, setup.plan);
@@ -530,7 +554,7 @@ int run_train(const TrainCommand& command) {
   }
   // Printed here, before World's destructor finalises MPI: a rank that exits first makes mpirun kill the others.
   try {
-    if (!agree_on_set_up(world.group(), error)) return 2;
+    if (!agree_on_set_up(world.group(), error, setup.plan.device)) return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "parallax: error: %s\n", e.what());
     return 2;

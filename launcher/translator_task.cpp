@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "core/nn/feed_forward.h"
+#include "core/ops/index_check.h"
 #include "core/ops/ops.h"
 #include "core/util/durable_file.h"
 #include "core/util/error.h"
@@ -270,6 +271,12 @@ class TranslatorTask : public Task {
   Tensor loss_sum(const TaskBatch& batch) override {
     const data::TranslationBatch& b = translation_batch(batch);
     if (device_.is_cpu()) return translator().loss(b.src, b.tgt_in, b.tgt_out, config_.train().label_smoothing());
+    // The ids are range-checked here, on the host where the batch was built, so that the embeddings and the loss
+    // on the GPU do not each read their ids back (a host sync per op every step).
+    check_host_indices(b.src, data_.src_vocab, "translation batch: source");
+    check_host_indices(b.tgt_in, data_.tgt_vocab, "translation batch: target input");
+    check_host_indices(b.tgt_out, data_.tgt_vocab, "translation batch: target");
+    HostCheckedIndicesGuard host_checked;
     return translator().loss(to_device(b.src, device_), to_device(b.tgt_in, device_), to_device(b.tgt_out, device_),
                              config_.train().label_smoothing());
   }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check run on the borrowed GPU machine from the repo root with .devbundle carried (made here by
 # scripts/make_device_bundle.sh): every CUDA kernel against the CPU reference kernels (backend_ops_test's op table),
-# the CUDA caching allocator (caching_allocator_test) and the NCCL group (nccl_test).
+# the CUDA caching allocator (caching_allocator_test), the NCCL group (nccl_test), the NCCL-routed group with its
+# stream waits, watchdog and GradBucketer (nccl_routed_test) and host-checked device ids (index_check_test).
 #
 # Unpacks .devbundle/bundle.tar.xz into a temporary folder (so .devbundle stays small enough to carry), writes
 # env.txt and one <test>.log per test under $OUT when it is set (else under /tmp/parallax-device-check), and exits
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 archive=.devbundle/bundle.tar.xz
 out=${OUT:-${TMPDIR:-/tmp}/parallax-device-check}
 mkdir -p "$out"
-tests=(backend_ops_test caching_allocator_test nccl_test)
+tests=(backend_ops_test caching_allocator_test nccl_test nccl_routed_test index_check_test)
 # Not packed (too large): taken from the machine's CUDA 13 image.
 machine_libs=(libcublas.so.13 libcublasLt.so.13 libnccl.so.2)
 

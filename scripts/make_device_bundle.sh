@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Packs the GPU test binaries of a CUDA build (backend_ops_test, caching_allocator_test, nccl_test) and the shared
-# libraries they need into .devbundle/bundle.tar.xz for the borrowed GPU machine, whose image lacks our Debian libraries.
+# Packs the GPU test binaries of a CUDA build (backend_ops_test, caching_allocator_test, nccl_test, nccl_routed_test,
+# index_check_test) and the shared libraries they need into .devbundle/bundle.tar.xz for the borrowed GPU machine,
+# whose image lacks our Debian libraries.
 #
 # Usage: scripts/make_device_bundle.sh [BUILD_DIR]   (default: build-gpu, configured with PARALLAX_CUDA=ON)
 # The archive holds those binaries and lib/; scripts/device_gpu_check.sh unpacks it into .devbundle/
@@ -16,7 +17,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$repo/build-gpu}
 bundle=$repo/.devbundle
 limit_mib=60
-tests=(backend_ops_test caching_allocator_test nccl_test)
+tests=(backend_ops_test caching_allocator_test nccl_test nccl_routed_test index_check_test)
 machine_libs='^(libc|libm|libpthread|libdl|librt|ld-linux-x86-64|linux-vdso|libcuda|libcublas|libcublasLt|libnccl)\.so'
 # Ubuntu 24.04's glibc, which the GPU machine's image is based on.
 machine_glibc=2.39

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "core/ops/index_check.h"
 #include "core/util/error.h"
 
 namespace px::detail {
@@ -68,6 +69,8 @@ Tensor checked_indices(const Tensor& ids, int64_t bound, const char* op, const i
     backend_of(ids).copy(ids, idx);
   }
   if (idx.numel() == 0) return idx;
+  // Device ids the caller checked on the host (HostCheckedIndicesGuard): no read-back, no host sync.
+  if (!ids.device().is_cpu() && !device_index_checks_enabled()) return idx;
   Tensor checked = idx;
   if (ignore_value != nullptr) {  // replace ignored ids by 0 for the range check
     Tensor ign = Tensor::empty({}, DType::i64, ids.device());

@@ -6,6 +6,7 @@
 #include <nccl.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -20,6 +21,7 @@
 #include "core/ops/factory.h"
 #include "core/util/check.h"
 #include "parallel/comm/mpi_process_group.h"
+#include "parallel/comm/world.h"
 
 namespace px::parallel {
 
@@ -30,6 +32,9 @@ namespace {
 // Between two polls of an event or the communicator's state. Short against a collective's usual duration
 // (a gradient bucket takes milliseconds) and long enough not to spin a core.
 constexpr std::chrono::microseconds kPollInterval{20};
+// Between two rounds of the watchdog over the collectives nobody waits for on the host (wait_on_stream): a
+// deadline is minutes, so a missed one is found within this much of it.
+constexpr std::chrono::milliseconds kWatchInterval{100};
 
 ncclDataType_t nccl_dtype(DType t) {
   switch (t) {
@@ -118,6 +123,12 @@ struct NcclCommState {
   void abort_locked(const std::string& cause);
   // Throws CommError when the communicator was aborted. Needs mu.
   void throw_if_aborted_locked(const std::string& group, const std::string& what) const;
+  // Hands a collective whose completion the host does not wait for (wait_on_stream) to the watchdog thread
+  // (started on first use), which polls it until it completes or fails: past its deadline it aborts the
+  // communicator and logs the CommError, which the group's next call throws (check_health, issue).
+  void watch(std::shared_ptr<Work> work);
+  // Stops the watchdog; what it still watches is waited for here (to its deadline). Before the group goes.
+  void stop_watchdog();
 
   const std::string comm_name;  // NCCL's name for the communicator (its logs); outlives comm
   const Device device;
@@ -127,6 +138,15 @@ struct NcclCommState {
   cudaEvent_t caller_ready = nullptr;   // recorded on the caller's stream at each issue; `stream` waits on it
   std::mutex mu;                        // issue order on `stream`, state queries, abort
   std::string abort_cause;              // non-empty once aborted
+
+ private:
+  void watch_loop();
+
+  std::mutex watch_mu;                          // the three below
+  std::condition_variable watch_cv;             // a new work, or stopping
+  std::vector<std::shared_ptr<Work>> watched;   // issue order; each holds this state (a cycle until it is done)
+  bool watch_stopping = false;
+  std::thread watchdog;
 };
 
 NcclCommState::NcclCommState(std::string name, Device dev, std::chrono::milliseconds timeout)
@@ -156,6 +176,64 @@ NcclCommState::~NcclCommState() {
   }
   CUDA_CHECK(cudaEventDestroy(caller_ready));
   CUDA_CHECK(cudaStreamDestroy(stream));
+}
+
+void NcclCommState::watch(std::shared_ptr<Work> work) {
+  std::lock_guard<std::mutex> lock(watch_mu);
+  CHECK(!watch_stopping) << "NCCL communicator '" << comm_name << "': a collective handed to a stopped watchdog";
+  watched.push_back(std::move(work));
+  if (!watchdog.joinable()) watchdog = std::thread([this] { watch_loop(); });
+  watch_cv.notify_one();
+}
+
+void NcclCommState::watch_loop() {
+  CudaDeviceGuard guard(device);
+  std::unique_lock<std::mutex> lock(watch_mu);
+  while (!watch_stopping) {
+    if (watched.empty()) {
+      watch_cv.wait(lock, [this] { return watch_stopping || !watched.empty(); });
+      continue;
+    }
+    std::vector<std::shared_ptr<Work>> round;
+    round.swap(watched);
+    lock.unlock();
+    std::vector<std::shared_ptr<Work>> pending;
+    for (std::shared_ptr<Work>& work : round) {
+      try {
+        if (!work->is_completed()) pending.push_back(std::move(work));
+      } catch (const CommError& e) {
+        // fail_collective logged it and aborted the communicator: every other collective fails the same way.
+        LOG(ERROR) << "NCCL watchdog of '" << comm_name << "': " << e.what();
+        pending.clear();
+        break;
+      }
+    }
+    round.clear();  // the completed works' events and tensors go here, outside watch_mu
+    lock.lock();
+    watched.insert(watched.begin(), std::make_move_iterator(pending.begin()), std::make_move_iterator(pending.end()));
+    if (!watched.empty()) watch_cv.wait_for(lock, kWatchInterval, [this] { return watch_stopping; });
+  }
+}
+
+void NcclCommState::stop_watchdog() {
+  std::vector<std::shared_ptr<Work>> left;
+  {
+    std::lock_guard<std::mutex> lock(watch_mu);
+    watch_stopping = true;
+    watch_cv.notify_one();
+  }
+  if (watchdog.joinable()) watchdog.join();
+  {
+    std::lock_guard<std::mutex> lock(watch_mu);
+    left.swap(watched);
+  }
+  for (const std::shared_ptr<Work>& work : left) {
+    try {
+      work->wait();
+    } catch (const std::exception& e) {
+      LOG(ERROR) << "NCCL communicator '" << comm_name << "' closed with a collective that failed: " << e.what();
+    }
+  }
 }
 
 void NcclCommState::abort_locked(const std::string& cause) {
@@ -193,11 +271,12 @@ struct CollectiveContext {
     state.abort_locked(message);
   }
   LOG(ERROR) << message;
+  note_comm_error();
   throw CommError(message);
 }
 
 // The handle of one enqueued collective: `done` is recorded on the communication stream right after it.
-class NcclWork final : public Work {
+class NcclWork final : public Work, public std::enable_shared_from_this<NcclWork> {
  public:
   NcclWork(std::shared_ptr<NcclCommState> state, CollectiveContext ctx, Clock::time_point deadline,
            std::chrono::milliseconds timeout, std::vector<Tensor> tensors, cudaEvent_t done)
@@ -215,6 +294,17 @@ class NcclWork final : public Work {
   bool is_completed() override {
     std::lock_guard<std::mutex> lock(mu_);
     return poll_locked();
+  }
+
+  // The caller's current stream waits (on the GPU) for the completion event; the watchdog polls the deadline.
+  void wait_on_stream() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (poll_locked()) return;
+    }
+    CudaDeviceGuard guard(state_->device);
+    CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(current_cuda_stream()), done_, 0));
+    state_->watch(shared_from_this());
   }
 
  private:
@@ -335,11 +425,12 @@ NcclProcessGroup::NcclProcessGroup(std::string name, ProcessGroup& control, Devi
             << rank() << " of " << size() << ")";
 }
 
-NcclProcessGroup::NcclProcessGroup(std::string name, std::unique_ptr<ProcessGroup> control, Device device,
-                                   GroupOptions options, std::shared_ptr<NcclCommState> state)
-    : ProcessGroup(std::move(name), control->rank(), control->world_ranks(), options),
-      owned_control_(std::move(control)),
-      control_(owned_control_.get()),
+NcclProcessGroup::NcclProcessGroup(std::string name, std::unique_ptr<ProcessGroup> owned_control,
+                                   ProcessGroup& control, Device device, GroupOptions options,
+                                   std::shared_ptr<NcclCommState> state)
+    : ProcessGroup(std::move(name), control.rank(), control.world_ranks(), options),
+      owned_control_(std::move(owned_control)),
+      control_(&control),
       mpi_control_(dynamic_cast<MpiProcessGroup*>(control_)),
       device_(device),
       state_(std::move(state)) {
@@ -347,7 +438,17 @@ NcclProcessGroup::NcclProcessGroup(std::string name, std::unique_ptr<ProcessGrou
   barrier_buffer_ = zeros({1}, DType::f32, device);
 }
 
-NcclProcessGroup::~NcclProcessGroup() = default;
+NcclProcessGroup::~NcclProcessGroup() {
+  // The watched collectives hold the state: the watchdog lets go of them (waiting for each to its deadline).
+  if (state_ != nullptr) state_->stop_watchdog();
+}
+
+void NcclProcessGroup::check_health() {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (state_->abort_cause.empty()) return;
+  throw CommError("group " + describe() + ": the NCCL communicator was aborted after a failure: " +
+                  state_->abort_cause);
+}
 
 void NcclProcessGroup::check_device(const char* collective, const Tensor& t) const {
   CHECK(t.defined() && t.device() == device_) << "NCCL group " << describe() << ": " << collective
@@ -422,6 +523,19 @@ std::shared_ptr<Work> NcclProcessGroup::barrier() {
 std::unique_ptr<ProcessGroup> NcclProcessGroup::split(int color, int key, const std::string& name) {
   CHECK(color >= 0) << "NCCL group " << describe() << ": split with negative color " << color;
   std::unique_ptr<ProcessGroup> control = control_->split(color, key, name);
+  ProcessGroup& control_ref = *control;
+  return split_beside(color, key, name, std::move(control), control_ref);
+}
+
+std::unique_ptr<ProcessGroup> NcclProcessGroup::split_with_control(int color, int key, const std::string& name,
+                                                                   ProcessGroup& control) {
+  CHECK(color >= 0) << "NCCL group " << describe() << ": split with negative color " << color;
+  return split_beside(color, key, name, nullptr, control);
+}
+
+std::unique_ptr<ProcessGroup> NcclProcessGroup::split_beside(int color, int key, const std::string& name,
+                                                             std::unique_ptr<ProcessGroup> owned_control,
+                                                             ProcessGroup& control) {
   auto state = std::make_shared<NcclCommState>(name, device_, options().timeout);
   const int64_t seq = next_sequence("nccl split into '" + name + "'");
   const CollectiveContext ctx{describe(), "split #" + std::to_string(seq) + " into '" + name + "'", seq,
@@ -452,11 +566,12 @@ std::unique_ptr<ProcessGroup> NcclProcessGroup::split(int color, int key, const 
   int nccl_rank = -1, nccl_size = -1;
   NCCL_CHECK(ncclCommUserRank(state->comm, &nccl_rank));
   NCCL_CHECK(ncclCommCount(state->comm, &nccl_size));
-  CHECK(nccl_rank == control->rank() && nccl_size == control->size())
+  CHECK(nccl_rank == control.rank() && nccl_size == control.size())
       << "NCCL group " << describe() << ": split into '" << name << "' gave NCCL rank " << nccl_rank << " of "
-      << nccl_size << " but control rank " << control->rank() << " of " << control->size();
+      << nccl_size << " but control rank " << control.rank() << " of " << control.size()
+      << " (the control group must be split with the same color and key)";
   return std::unique_ptr<ProcessGroup>(
-      new NcclProcessGroup(name, std::move(control), device_, options(), std::move(state)));
+      new NcclProcessGroup(name, std::move(owned_control), control, device_, options(), std::move(state)));
 }
 
 }  // namespace px::parallel

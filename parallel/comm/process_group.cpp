@@ -33,6 +33,13 @@ ProcessGroup::ProcessGroup(std::string name, int rank, std::vector<int> world_ra
   CHECK(rank_ >= 0 && rank_ < size()) << "group '" << name_ << "': rank " << rank_ << " outside 0.." << size() - 1;
 }
 
+std::unique_ptr<ProcessGroup> ProcessGroup::split_with_control(int color, int key, const std::string& name,
+                                                             ProcessGroup& control) {
+  CHECK(control.size() <= size()) << "group " << describe() << ": split '" << name << "' beside control group "
+                                  << control.describe() << ", which is larger";
+  return split(color, key, name);
+}
+
 std::string ProcessGroup::describe() const {
   std::ostringstream os;
   os << "'" << name_ << "' (world ranks ";

@@ -34,6 +34,11 @@ class Work {
   virtual void wait() = 0;
   // Non-blocking: true once complete (after which wait() returns at once); throws as wait() on failure.
   virtual bool is_completed() = 0;
+  // Orders the collective before later work on the caller's current stream without blocking the host where the
+  // backend can (NCCL: the current stream waits on the collective's completion event; its deadline is then
+  // watched by the group, which aborts the communicator on expiry and throws from the group's next call). Host
+  // tensors, and the backends that finish on the host (MPI, a group of one): wait().
+  virtual void wait_on_stream() { wait(); }
 };
 
 struct GroupOptions {
@@ -56,7 +61,8 @@ class ProcessGroup {
   int size() const { return static_cast<int>(world_ranks_.size()); }
   const std::vector<int>& world_ranks() const { return world_ranks_; }
   const GroupOptions& options() const { return options_; }
-  void set_timeout(std::chrono::milliseconds timeout) { options_.timeout = timeout; }
+  // Groups made of other groups (DeviceRoutedProcessGroup) pass it on.
+  virtual void set_timeout(std::chrono::milliseconds timeout) { options_.timeout = timeout; }
 
   // t = op over ranks of t, in place. t (n)
   virtual std::shared_ptr<Work> all_reduce(const Tensor& t, ReduceOp op) = 0;
@@ -71,6 +77,14 @@ class ProcessGroup {
   // A subgroup: members with the same color form one group, ordered by key then by this group's rank.
   // Collective over this group (every member calls it).
   virtual std::unique_ptr<ProcessGroup> split(int color, int key, const std::string& name) = 0;
+  // split() for a group that runs beside `control`, a group over the same ranks that the caller has just split
+  // with the same color and key (a DeviceRoutedProcessGroup's host group): NCCL makes `control` the new group's
+  // control group (ids, arrival reports), which must outlive it. Default: split(). Collective.
+  virtual std::unique_ptr<ProcessGroup> split_with_control(int color, int key, const std::string& name,
+                                                           ProcessGroup& control);
+  // Throws CommError when a collective of this group failed where no caller was waiting for it (NCCL: one that
+  // wait_on_stream() left to the group's watchdog); a no-op for groups whose failures surface in wait().
+  virtual void check_health() {}
 
   // "'dp' (world ranks 0,2)" for messages.
   std::string describe() const;

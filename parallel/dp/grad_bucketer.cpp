@@ -176,8 +176,10 @@ void GradBucketer::finish() {
   for (auto& bucket : buckets_)
     if (!bucket->launched()) launch(*bucket);
 
+  // NCCL: the current stream waits for each all-reduce's event (the host does not block; the group's watchdog
+  // holds the deadline); MPI and a group of one: the host waits.
   const auto wait_start = std::chrono::steady_clock::now();
-  for (auto& bucket : buckets_) bucket->work->wait();
+  for (auto& bucket : buckets_) bucket->work->wait_on_stream();
   last_wait_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
 
   for (auto& bucket : buckets_) {

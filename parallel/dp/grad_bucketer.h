@@ -38,12 +38,15 @@ class GradBucketer {
 
   void set_sync(bool sync) { sync_ = sync; }
   bool sync() const { return sync_; }
-  // Launches the buckets not yet started, waits for every all-reduce (CommError past the deadline) and
-  // writes the results into the gradients. Call after the synchronised backward, before clipping/stepping.
+  // Launches the buckets not yet started, waits for every all-reduce (Work::wait_on_stream: on NCCL the current
+  // stream waits for it and the host goes on; elsewhere the host waits, CommError past the deadline) and writes
+  // the results into the gradients (ordered on the current stream). Call after the synchronised backward, before
+  // clipping/stepping.
   void finish();
 
   int num_buckets() const;
-  // Seconds finish() spent waiting for communication in the last step (the exposed communication time).
+  // Seconds finish() spent waiting for communication in the last step (the exposed communication time; on
+  // NCCL only the host's share, about 0: the GPU waits instead).
   double last_wait_seconds() const { return last_wait_seconds_; }
 
  private:

@@ -253,7 +253,7 @@ void ZeroAdamW::reduce_gradients() {
   std::vector<std::shared_ptr<Work>> works;
   for (const Slices::Flat& f : s.flats) works.push_back(dp_->reduce_scatter(f.rows, f.grad, ReduceOp::sum));
   for (size_t f = 0; f < works.size(); ++f) {
-    works[f]->wait();
+    works[f]->wait_on_stream();  // NCCL: the current stream waits; MPI: the host
     s.flats[f].grad.bump_version();
   }
   for (const Slices::Part& p : s.parts) p.slice.set_grad(flat_part(s.flats[p.flat].grad, p.offset, p.chunk));
@@ -272,7 +272,7 @@ void ZeroAdamW::step_and_gather() {
   const Slices& s = *slices_;
   std::vector<std::shared_ptr<Work>> works;
   for (const Slices::Flat& f : s.flats) works.push_back(dp_->all_gather(f.master, f.rows));
-  for (const std::shared_ptr<Work>& work : works) work->wait();
+  for (const std::shared_ptr<Work>& work : works) work->wait_on_stream();  // NCCL: the current stream waits
   NoGradGuard no_grad;
   Backend& be = backend_for(s.parts.front().param.device());  // strided reads from the rows, rounding to the param
   for (size_t i = 0; i < s.parts.size(); ++i) {

@@ -18,7 +18,7 @@ Tensor all_reduce_sum(const Tensor& x, ProcessGroup& tp) {
   NoGradGuard no_grad;
   const bool sole_owner = x.impl_ptr().use_count() == 1 && x.storage().use_count() == 1 && x.is_contiguous();
   Tensor out = sole_owner ? x.detach() : clone(x.detach());
-  tp.all_reduce(out, ReduceOp::sum)->wait();
+  tp.all_reduce(out, ReduceOp::sum)->wait_on_stream();  // NCCL: the current stream waits, not the host
   return out;
 }
 
@@ -30,7 +30,7 @@ Tensor all_gather_last_dim(const Tensor& x, ProcessGroup& tp) {
   Shape stacked_shape{size};
   stacked_shape.insert(stacked_shape.end(), x.shape().begin(), x.shape().end());
   const Tensor stacked = Tensor::empty(stacked_shape, x.dtype(), x.device());  // (size, ..., c)
-  tp.all_gather(reshape(flat, {1, x.numel()}), reshape(stacked, {size, x.numel()}))->wait();
+  tp.all_gather(reshape(flat, {1, x.numel()}), reshape(stacked, {size, x.numel()}))->wait_on_stream();
   // (size, ..., c) -> (..., size, c) -> (..., size * c)
   std::vector<int64_t> order;
   for (int64_t i = 1; i < x.dim(); ++i) order.push_back(i);

@@ -98,12 +98,12 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits_shard, const Tensor& ta
     const Tensor at_target = eq(unsqueeze(arange(local_vocab, DType::i64, device), 0),
                                 unsqueeze(target_local, 1));  // (N, V / tp) bool
     Tensor row_max = max(x, {1});  // (N)
-    tp.all_reduce(row_max, ReduceOp::max)->wait();
+    tp.all_reduce(row_max, ReduceOp::max)->wait_on_stream();  // NCCL: the current stream waits, not the host
     // Rows: sum_c exp(x - max), x_{n,t} (0 on ranks that do not hold t), sum_c x.
     Tensor sums = stack({sum(exp(sub(x, unsqueeze(row_max, 1))), {1}),
                          sum(where(at_target, x, scalar_tensor(0.0, stat, device)), {1}), sum(x, {1})},
                         0);  // (3, N)
-    tp.all_reduce(sums, ReduceOp::sum)->wait();
+    tp.all_reduce(sums, ReduceOp::sum)->wait_on_stream();
     const auto row = [&](int64_t i) { return reshape(narrow(sums, 0, i, 1), {n}); };  // (N)
     lse = add(row_max, log(row(0)));
     const Tensor loss_stat = sub(sub(lse, mul(row(1), 1.0 - eps)), mul(row(2), eps / static_cast<double>(vocab)));

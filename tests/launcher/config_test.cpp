@@ -256,6 +256,9 @@ TEST(ValidateConfig, BoundaryValuesAreAccepted) {
       {"checkpoint.every_steps=0", "checkpoint.keep_last=0", "log.every_steps=1"},
       {"data.max_length=2", "model.max_positions=2", "data.prefetch=1"},
       {"model.d_model=6", "model.num_heads=3", "model.encoder_layers=1", "model.decoder_layers=1", "model.d_ff=1"},
+      {"parallel.gpu_collectives=auto"},
+      {"parallel.gpu_collectives=nccl"},
+      {"parallel.gpu_collectives=mpi", "train.device=cuda"},
   };
   for (const std::vector<std::string>& overrides : cases) {
     config::Config c = minimal_config();
@@ -318,6 +321,9 @@ TEST(ValidateConfig, EveryRuleNamesItsField) {
       {{"log.every_steps=0"}, "log.every_steps"},
       {{"checkpoint.every_steps=-1"}, "checkpoint.every_steps"},
       {{"checkpoint.keep_last=-1"}, "checkpoint.keep_last"},
+      {{"parallel.grad_dtype=f16"}, "parallel.grad_dtype"},
+      {{"parallel.gpu_collectives=gloo"}, "parallel.gpu_collectives"},
+      {{"parallel.gpu_collectives=NCCL"}, "parallel.gpu_collectives"},
   };
   for (const InvalidCase& invalid : cases) {
     config::Config c = minimal_config();

@@ -32,17 +32,18 @@ checkpoint { every_steps: 3 keep_last: 3 }
 parallel { bucket_mb: 0.01 }
 PBEOF
 
-# compare_losses NAME RUN_A RUN_B FIRST LAST: the step losses of two runs agree to f32 rounding of different
-# summation orders (1e-4 relative), and each run logged every step.
+# compare_losses NAME RUN_A RUN_B FIRST LAST [RTOL]: the step losses of two runs agree to f32 rounding of different
+# summation orders (RTOL, default 1e-4 relative), and each run logged every step.
 compare_losses() {
-  $PY - "$2" "$3" "$4" "$5" <<'PYEOF' || fail "$1: losses differ"
+  $PY - "$2" "$3" "$4" "$5" "${6:-1e-4}" <<'PYEOF' || fail "$1: losses differ"
 import json, sys
 def losses(run):
     return {r["step"]: r["loss"] for r in map(json.loads, open(run + "/metrics.jsonl")) if "loss" in r}
 a, b, first, last = losses(sys.argv[1]), losses(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rtol = float(sys.argv[5])
 for step in range(first, last + 1):
     assert step in a and step in b, (step, sorted(a), sorted(b))
-    assert abs(a[step] - b[step]) <= 1e-4 * abs(b[step]), (step, a[step], b[step])
+    assert abs(a[step] - b[step]) <= rtol * abs(b[step]), (step, a[step], b[step])
 print("losses agree:", {s: (round(a[s], 5), round(b[s], 5)) for s in range(first, last + 1)})
 PYEOF
 }
@@ -213,6 +214,43 @@ expect_in "stalled rank" "parallax: error: rank" "$STALL"
 expect_in "stalled rank" "did not complete within" "$STALL"
 grep -qE "rank [01] (did not answer|has not arrived)" <<<"$STALL" || { fail "stalled rank: no rank named"; echo "$STALL" | tail -5; }
 echo "ok   stalled rank reported after ${elapsed}s"
+
+# --- GPU (only where nvidia-smi lists one): ranks sharing one GPU through MPI's staging (parallel.gpu_collectives
+# mpi) compute what one GPU process computes; NCCL refuses more ranks than GPUs in one line; with 2 GPUs, NCCL. ---
+GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+if [ "${GPUS:-0}" -ge 1 ]; then
+  GPU_SET=(--set train.device=cuda --set train.precision=f32 --set checkpoint.every_steps=0)
+  G1="$WORK/gpu_single"
+  run "gpu single process" 0 "$PARALLAX" train "$CONFIG" --run-dir "$G1" "${GPU_SET[@]}"
+  expect_in "gpu single process" "device cuda:0" "$OUT"
+  for layout in "2 1" "2 2"; do
+    set -- $layout
+    np=$1 tp=$2
+    R="$WORK/gpu_mpi_np${np}_tp${tp}"
+    run "gpu mpi np=$np tp=$tp" 0 $MPIRUN -np "$np" "$PARALLAX" train "$CONFIG" --run-dir "$R" "${GPU_SET[@]}" \
+      --set parallel.gpu_collectives=mpi --set parallel.tp=$tp
+    expect_in "gpu mpi np=$np tp=$tp" "GPU collectives staged through MPI" "$OUT"
+    [ "$GPUS" -ge "$np" ] || expect_in "gpu mpi np=$np tp=$tp" "$np ranks on this node share $GPUS GPU(s)" "$OUT"
+    compare_losses "gpu mpi np=$np tp=$tp vs one GPU" "$R" "$G1" 1 6 2e-3
+  done
+  if [ "$GPUS" -ge 2 ]; then
+    for layout in "2 1" "2 2"; do
+      set -- $layout
+      np=$1 tp=$2
+      R="$WORK/gpu_nccl_np${np}_tp${tp}"
+      run "gpu nccl np=$np tp=$tp" 0 $MPIRUN -np "$np" "$PARALLAX" train "$CONFIG" --run-dir "$R" "${GPU_SET[@]}" \
+        --set parallel.gpu_collectives=nccl --set parallel.tp=$tp
+      expect_in "gpu nccl np=$np tp=$tp" "GPU collectives over NCCL" "$OUT"
+      compare_losses "gpu nccl np=$np tp=$tp vs one GPU" "$R" "$G1" 1 6 2e-3
+    done
+  else
+    run "gpu nccl on one GPU" 2 $MPIRUN -np 2 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/gpu_nccl_refused" \
+      "${GPU_SET[@]}" --set parallel.gpu_collectives=nccl
+    expect_in "gpu nccl on one GPU" "train.device: 2 ranks on this node but 1 visible GPU(s)" "$ERR"
+  fi
+else
+  echo "skip GPU runs: no GPU (nvidia-smi lists none)"
+fi
 
 if [ "$fails" -ne 0 ]; then
   echo "$fails failure(s)"
