@@ -160,7 +160,7 @@ verdict() {
     0) record "$1" ok "${secs} s${2:+; $2}" ;;
     124) record "$1" FAIL "killed after ${secs} s" ;;
     125) record "$1" SKIP "not run: the ${budget_s} s budget is spent"; (( gpu_listed )) && status=1 ;;
-    *) record "$1" FAIL "exit $rc after ${secs} s${2:+; $2}" ;;
+    *) record "$1" FAIL "exit $rc after ${secs} s${2:+; $2}; $(grep -m1 -E 'error|Error|FAILED' "$log" | cut -c1-140)" ;;
   esac
 }
 no_gpu() { record "$1" SKIP "no GPU (nvidia-smi lists none)"; }
@@ -171,7 +171,8 @@ for t in "${gtests[@]}"; do
   step "$t" "$limit" "${px_env[@]}" "$bundle/tests/$t" --gtest_brief=1 --gtest_color=no
   skipped=$(grep -oE '^\[  SKIPPED \] [0-9]+' "$log" | grep -oE '[0-9]+$' | head -1)
   passed=$(grep -oE '^\[  PASSED  \] [0-9]+' "$log" | grep -oE '[0-9]+$' | head -1)
-  note="${passed:-0} passed${skipped:+, $skipped skipped}; $(grep -m1 -oE 'CUDA: .*' "$log")"
+  cuda_line=$(grep -m1 -oE 'CUDA: .*' "$log")
+  note="${passed:-0} passed${skipped:+, $skipped skipped}${cuda_line:+; $cuda_line}"
   if (( rc == 0 && gpu_listed && ${skipped:-0} > 0 )); then
     record "$t" FAIL "$note: tests skipped although nvidia-smi lists a GPU"
   elif (( rc == 0 && ${skipped:-0} > 0 )); then

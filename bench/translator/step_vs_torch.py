@@ -132,7 +132,8 @@ def compare_gpu(config, a, bench, env):
     c = CONFIGS[config]
     B, S, T, gflop = px0["B"], px0["S"], px0["T"], px0["gflop"]
     tokens = px0["tgt_tokens"]
-    print(f"## {config} on {gpu_names()[0]}: d={c['d_model']} layers={c['encoder_layers']}+{c['decoder_layers']} "
+    gpu = re.sub(r"^GPU [0-9]+: | \(UUID: .*\)$", "", gpu_names()[0])
+    print(f"## {config} on {gpu}: d={c['d_model']} layers={c['encoder_layers']}+{c['decoder_layers']} "
           f"heads={c['heads']} ffn={c['d_ff']} {'pre' if c['pre_norm'] else 'post'}-norm vocab={c['vocab']} "
           f"shared+tied; {px0['params'] / 1e6:.2f} M params; {a.precision}")
     print(f"# batch B={B} S={S} T={T} (padded), {px0['src_tokens']} + {tokens} real tokens "
