@@ -1,10 +1,14 @@
 // bench/translator/step.cpp (bench_translator_step): one training step of the translator (forward, loss,
-// backward, AdamW) on a fixed synthetic batch; its PyTorch peer is step_torch.py. Prints one JSON line.
+// backward, AdamW) on a fixed synthetic batch, on the CPU or a GPU; its PyTorch peer is step_torch.py. Prints one JSON line.
 //
 // The model is built from the options on the command line (defaults: the "tiny" config); the batch comes
 // from a seed through SplitMix64, drawn in the same order as step_torch.py, so both sides train on the same
 // ids (batch_hash checks it). Each step: zero_grad (set to none), logits = forward(src, tgt_in),
 // loss = translation_loss(sum) / target tokens, backward, AdamW step; the three phases are timed apart.
+// With --device cuda the model is moved to GPU 0 in --precision (bf16: f32 gradients, masters and AdamW state),
+// the step time is the median of steps that block the host only where the step itself does (and at its end),
+// the phase split comes from further steps with a device sync between phases, and the caching allocator's
+// peak is reported. --profile-step 1 runs one more step between cudaProfilerStart/Stop (for ncu / nsys).
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -17,6 +21,11 @@
 #include "core/optim/adamw.h"
 #include "core/util/error.h"
 #include "models/translator/transformer.h"
+
+#ifdef PARALLAX_WITH_CUDA
+#include "core/backend/cuda/caching_allocator.h"
+#include "core/backend/cuda/cuda_backend.h"
+#endif
 
 namespace {
 
@@ -117,6 +126,7 @@ bool flag(const pb::Args& args, const std::string& name, bool def) {
 
 void usage() {
   std::cout << "bench_translator_step [--threads N] [--warmup 2] [--reps 5] [--seed 1]\n"
+               "  device: [--device cpu|cuda] [--precision f32|bf16] [--profile-step 0|1]\n"
                "  model: [--vocab 8000] [--d-model 256] [--heads 4] [--encoder-layers 3] [--decoder-layers 3]\n"
                "         [--d-ff 1024] [--dropout 0.1] [--attention-dropout 0] [--activation relu] [--pre-norm 1]\n"
                "         [--share-embeddings 1] [--tie-output 1]\n"
@@ -132,7 +142,8 @@ int main(int argc, char** argv) {
                         {"--threads", "--warmup", "--reps", "--seed", "--vocab", "--d-model", "--heads",
                          "--encoder-layers", "--decoder-layers", "--d-ff", "--dropout", "--attention-dropout",
                          "--activation", "--pre-norm", "--share-embeddings", "--tie-output", "--B", "--min-len",
-                         "--max-len", "--label-smoothing", "--lr", "--help"});
+                         "--max-len", "--label-smoothing", "--lr", "--device", "--precision", "--profile-step",
+                         "--help"});
     if (args.has("--help")) {
       usage();
       return 0;
@@ -142,6 +153,20 @@ int main(int argc, char** argv) {
     const int reps = static_cast<int>(args.num("--reps", 5));
     const uint64_t seed = static_cast<uint64_t>(args.num("--seed", 1));
     if (threads < 1 || warmup < 0 || reps < 1) throw px::UsageError("--threads and --reps must be >= 1, --warmup >= 0");
+    const std::string device_name = args.str("--device", "cpu"), precision = args.str("--precision", "f32");
+    if (device_name != "cpu" && device_name != "cuda") throw px::UsageError("--device must be cpu or cuda");
+    if (precision != "f32" && precision != "bf16") throw px::UsageError("--precision must be f32 or bf16");
+    const bool profile_step = flag(args, "--profile-step", false);
+    const bool on_gpu = device_name == "cuda";
+    if (on_gpu) {
+      std::string why;
+      if (px::visible_gpus(&why).empty()) {
+        std::cerr << "bench_translator_step: --device cuda: no usable GPU (" << why << ")\n";
+        return 3;
+      }
+    }
+    const px::Device device = on_gpu ? px::cuda(0) : px::cpu();
+    const px::DType dtype = precision == "bf16" ? px::DType::bf16 : px::DType::f32;
 
     tr::TranslatorOptions o;
     o.src_vocab = o.tgt_vocab = args.num("--vocab", 8000);
@@ -170,9 +195,22 @@ int main(int argc, char** argv) {
     px::Generator init_gen(seed), dropout_gen(seed + 1);
     tr::Translator model(o, init_gen, dropout_gen);
     model.train();
+    if (on_gpu || dtype != px::DType::f32) model.to(device, dtype);  // before the optimizer: its state follows
     px::optim::AdamW opt(model.parameters(), lr, /*weight_decay=*/0.0, {0.9, 0.98, 1e-9});
-    const Batch batch = make_batch(B, min_len, max_len, o.tgt_vocab, seed);
+    Batch batch = make_batch(B, min_len, max_len, o.tgt_vocab, seed);
+    if (on_gpu) {
+      batch.src = px::to_device(batch.src, device);
+      batch.tgt_in = px::to_device(batch.tgt_in, device);
+      batch.tgt_out = px::to_device(batch.tgt_out, device);
+    }
     const double gflop = step_gflop(o, batch);
+    // Between phases on a GPU when the split is measured: the host clock then sees each phase's device work.
+    bool sync_phases = false;
+    auto phase_end = [&] {
+#ifdef PARALLAX_WITH_CUDA
+      if (on_gpu && sync_phases) px::cuda_synchronize();
+#endif
+    };
 
     double first_loss = 0.0;
     auto step = [&](double* fwd_ms, double* bwd_ms, double* opt_ms) {
@@ -181,15 +219,18 @@ int main(int argc, char** argv) {
       Tensor logits = model.forward(batch.src, batch.tgt_in);
       Tensor loss = tr::translation_loss(logits, batch.tgt_out, kPadId, label_smoothing) *
                     (1.0 / static_cast<double>(batch.tgt_tokens));
+      phase_end();
       const double t1 = pb::now_ms();
       px::backward(loss);
+      phase_end();
       const double t2 = pb::now_ms();
       opt.step();
+      const double value = on_gpu ? loss.item() : 0.0;  // on a GPU: waits for the step's device work
       const double t3 = pb::now_ms();
       *fwd_ms = t1 - t0;
       *bwd_ms = t2 - t1;
       *opt_ms = t3 - t2;
-      return loss.item();
+      return on_gpu ? value : loss.item();
     };
     double f = 0, b = 0, u = 0;
     for (int w = 0; w < warmup; ++w) {
@@ -197,7 +238,24 @@ int main(int argc, char** argv) {
       if (w == 0) first_loss = l;
     }
     std::vector<double> total, fwd, bwd, upd, cpu;
-    for (int r = 0; r < reps; ++r) {
+    if (on_gpu) {
+      // The step as training runs it (no syncs between phases): its time is the total; the phases come after.
+      for (int r = 0; r < reps; ++r) {
+        const double c0 = pb::cpu_now_ms();
+        const double l = step(&f, &b, &u);
+        cpu.push_back(pb::cpu_now_ms() - c0);
+        if (warmup == 0 && r == 0) first_loss = l;
+        total.push_back(f + b + u);
+      }
+      sync_phases = true;
+      for (int r = 0; r < reps; ++r) {
+        step(&f, &b, &u);
+        fwd.push_back(f);
+        bwd.push_back(b);
+        upd.push_back(u);
+      }
+    }
+    for (int r = 0; r < (on_gpu ? 0 : reps); ++r) {
       const double c0 = pb::cpu_now_ms();
       const double l = step(&f, &b, &u);
       cpu.push_back(pb::cpu_now_ms() - c0);
@@ -207,16 +265,35 @@ int main(int argc, char** argv) {
       bwd.push_back(b);
       upd.push_back(u);
     }
+    int64_t peak_bytes = 0, reserved_bytes = 0;
+#ifdef PARALLAX_WITH_CUDA
+    if (on_gpu) {
+      const px::CudaAllocatorStats st = px::cuda_caching_allocator().stats();
+      peak_bytes = static_cast<int64_t>(st.peak_allocated_bytes);
+      reserved_bytes = static_cast<int64_t>(st.reserved_bytes);
+      if (profile_step) {
+        sync_phases = false;
+        px::cuda_synchronize();
+        px::cuda_profiler_start();
+        step(&f, &b, &u);
+        px::cuda_profiler_stop();
+      }
+    }
+#endif
+    (void)profile_step;
     const double med = pb::median(total);
     std::printf(
         "{\"impl\": \"parallax\", \"threads\": %d, \"B\": %ld, \"S\": %ld, \"T\": %ld, \"src_tokens\": %ld, "
         "\"tgt_tokens\": %ld, \"batch_hash\": \"%016lx\", \"params\": %ld, \"gflop\": %.4f, \"first_loss\": %.4f, "
         "\"peak_gflops\": %.0f, \"median_ms\": %.3f, \"min_ms\": %.3f, \"cpu_median_ms\": %.3f, \"fwd_ms\": %.3f, "
-        "\"bwd_ms\": %.3f, \"opt_ms\": %.3f, \"gflops\": %.2f}\n",
+        "\"bwd_ms\": %.3f, \"opt_ms\": %.3f, \"gflops\": %.2f, \"device\": \"%s\", \"precision\": \"%s\", "
+        "\"tokens_per_s\": %.1f, \"peak_mem_bytes\": %ld, \"reserved_mem_bytes\": %ld}\n",
         threads, batch.B, batch.S, batch.T, batch.src_tokens, batch.tgt_tokens,
         static_cast<unsigned long>(batch.hash), model.num_parameters(), gflop, first_loss,
-        pb::measured_fma_gflops(threads, 100.0), med, pb::min_of(total), pb::median(cpu), pb::median(fwd),
-        pb::median(bwd), pb::median(upd), gflop / (med * 1e-3));
+        on_gpu ? 0.0 : pb::measured_fma_gflops(threads, 100.0), med, pb::min_of(total), pb::median(cpu),
+        pb::median(fwd), pb::median(bwd), pb::median(upd), gflop / (med * 1e-3), device_name.c_str(),
+        precision.c_str(), static_cast<double>(batch.tgt_tokens) / (med * 1e-3), static_cast<long>(peak_bytes),
+        static_cast<long>(reserved_bytes));
   } catch (const std::exception& e) {
     std::cerr << "bench_translator_step: " << e.what() << "\n";
     return 2;

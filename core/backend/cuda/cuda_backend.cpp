@@ -3,6 +3,7 @@
 #include "core/backend/cuda/cuda_backend.h"
 
 #include <cublas_v2.h>
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <atomic>
@@ -72,6 +73,9 @@ void cuda_synchronize() {
 }
 
 uint64_t cuda_host_syncs() { return host_syncs.load(std::memory_order_relaxed); }
+
+void cuda_profiler_start() { CUDA_CHECK(cudaProfilerStart()); }
+void cuda_profiler_stop() { CUDA_CHECK(cudaProfilerStop()); }
 
 // ---- registration ----
 

@@ -68,5 +68,9 @@ void cuda_synchronize();
 // How many times this process has blocked on the GPU (cuda_synchronize: every device-to-host copy, pageable
 // host-to-device copy and item()); tests count them per training step.
 uint64_t cuda_host_syncs();
+// Turns the CUDA profiler's collection on / off (cudaProfilerStart/Stop), so that `ncu --profile-from-start off`
+// or `nsys --capture-range=cudaProfilerApi` records only the marked region (benchmarks mark one step).
+void cuda_profiler_start();
+void cuda_profiler_stop();
 
 }  // namespace px
