@@ -51,7 +51,8 @@ LoadedRun load_run(const std::string& run_dir, const std::string& device, const 
   loaded.data = open_translation_data(loaded.config);
   check_run_tokenizer(run, loaded.data, /*record=*/false);
   // One process: the first visible GPU.
-  loaded.plan = plan_device(device, loaded.config.train().precision(), parallel::ProcessPlacement{}, "--device");
+  loaded.plan = plan_device(device, loaded.config.train().precision(), loaded.config.parallel().gpu_collectives(),
+                            parallel::ProcessPlacement{}, "--device");
   if (!loaded.plan.device.is_cpu()) set_current_gpu(loaded.plan.device.index);
   loaded.bundle = build_translator(loaded.config, loaded.data, nullptr, loaded.plan);
   loaded.step = load_checkpoint(*latest, *loaded.bundle.model, nullptr, nullptr).step();
