@@ -1,11 +1,16 @@
 // train.device and train.precision resolved against this machine: the GPU of each local rank, the
-// weights' dtype, and the console lines that say which and why.
+// weights' dtype, and the console lines that say which and why (the GPUs of every node).
 #include "launcher/device_plan.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 
 #include "core/backend/backend.h"
+#include "core/ops/factory.h"
 #include "core/util/error.h"
 #include "parallel/comm/device_routed_process_group.h"
 
@@ -83,6 +88,32 @@ DevicePlan plan_device_on(const std::string& device, const std::string& precisio
     plan.summary += plan.nccl ? ", GPU collectives over NCCL" : ", GPU collectives staged through MPI";
   }
   return plan;
+}
+
+std::vector<std::string> gpu_lines_per_node(parallel::ProcessGroup& world, const parallel::ProcessPlacement& placement,
+                                            const DevicePlan& plan) {
+  if (world.size() == 1) return plan.gpus;
+  constexpr int64_t kBytes = 2048;  // per rank: the host name and its GPUs' lines, cut to fit
+  std::string mine;
+  if (placement.local_rank == 0 && !plan.gpus.empty()) {
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    for (const std::string& gpu : plan.gpus) mine += std::string("node ") + host + ": " + gpu + "\n";
+  }
+  mine.resize(std::min<size_t>(mine.size(), kBytes));
+  const Tensor in = zeros({kBytes}, DType::u8);  // (kBytes)
+  std::copy(mine.begin(), mine.end(), in.data<uint8_t>());
+  const Tensor out = zeros({world.size() * kBytes}, DType::u8);  // (world * kBytes)
+  world.all_gather(in, out)->wait();
+  std::vector<std::string> lines;
+  const auto* bytes = reinterpret_cast<const char*>(out.data<uint8_t>());
+  for (int r = 0; r < world.size(); ++r) {
+    const std::string text(bytes + r * kBytes, strnlen(bytes + r * kBytes, kBytes));
+    size_t start = 0;
+    for (size_t end; (end = text.find('\n', start)) != std::string::npos; start = end + 1)
+      lines.push_back(text.substr(start, end - start));
+  }
+  return lines;
 }
 
 }  // namespace px

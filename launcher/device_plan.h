@@ -9,6 +9,7 @@
 #include "core/backend/backend.h"
 #include "core/tensor/device.h"
 #include "core/tensor/dtype.h"
+#include "parallel/comm/process_group.h"
 #include "parallel/comm/world.h"
 
 namespace px {
@@ -39,5 +40,10 @@ DevicePlan plan_device(const std::string& device, const std::string& precision, 
 DevicePlan plan_device_on(const std::string& device, const std::string& precision, const std::string& gpu_collectives,
                           const parallel::ProcessPlacement& placement, const std::vector<GpuInfo>& gpus,
                           const std::string& why_none, bool nccl_available, const std::string& field = "train.device");
+
+// The console's GPU lines of every node, for rank 0 to print: "node <host>: GPU 0: ..." from each node's local rank
+// 0 (one all-gather over `world`, host tensors; every rank calls it); plan.gpus as they are in a single process.
+std::vector<std::string> gpu_lines_per_node(parallel::ProcessGroup& world, const parallel::ProcessPlacement& placement,
+                                            const DevicePlan& plan);
 
 }  // namespace px

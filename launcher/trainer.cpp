@@ -527,8 +527,9 @@ int train_on(const TrainCommand& command, const RunDir& run, TrainSetup setup, p
   log_to_files(run.logs(), world.rank());
   LOG(INFO) << "rank " << world.rank() << " of " << world.size() << " (local rank "
             << world.placement().local_rank << "); " << grid.str() << "; " << setup.plan.summary;
+  const std::vector<std::string> gpu_lines = gpu_lines_per_node(world.group(), world.placement(), setup.plan);
   if (world.rank() == 0) {
-    for (const std::string& gpu : setup.plan.gpus) std::printf("%s\n", gpu.c_str());
+    for (const std::string& gpu : gpu_lines) std::printf("%s\n", gpu.c_str());
     std::printf("%s\n", setup.plan.summary.c_str());
     if (!setup.plan.sharing.empty()) std::printf("%s\n", setup.plan.sharing.c_str());
     setup.task->record_run(run);
