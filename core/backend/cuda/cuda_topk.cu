@@ -18,6 +18,23 @@ __device__ __forceinline__ bool ranks_before(A a, int64_t ia, A b, int64_t ib) {
   return ia < ib;
 }
 
+// The best of row[first], row[first + step], ... (cols columns) ranking after (prev, prev_i) into (v, vi); vi = -1
+// when none does.
+template <typename T>
+__device__ __forceinline__ void best_after(const T* row, int64_t first, int64_t step, int64_t cols, Acc<T> prev,
+                                           int64_t prev_i, Acc<T>& v, int64_t& vi) {
+  v = Acc<T>(0);
+  vi = -1;
+  for (int64_t c = first; c < cols; c += step) {
+    const Acc<T> xc = ld(row + c);
+    if (prev_i >= 0 && !ranks_before(prev, prev_i, xc, c)) continue;
+    if (ranks_before(xc, c, v, vi)) {
+      v = xc;
+      vi = c;
+    }
+  }
+}
+
 // values[r, j], indices[r, j] = the best element of row r ranking after (values[r, j-1], indices[r, j-1]).
 // One block per row (grid-stride over rows); each thread scans columns tid, tid + blockDim, ... then a shared-memory
 // tree reduction picks the block's best.
@@ -31,16 +48,9 @@ __global__ void topk_block_kernel(const T* x, int64_t rows, int64_t cols, int64_
     A prev = A(0);
     int64_t prev_i = -1;
     for (int64_t j = 0; j < k; ++j) {
-      A v = A(0);
-      int64_t vi = -1;
-      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-        const A xc = ld(row + c);
-        if (prev_i >= 0 && !ranks_before(prev, prev_i, xc, c)) continue;
-        if (ranks_before(xc, c, v, vi)) {
-          v = xc;
-          vi = c;
-        }
-      }
+      A v;
+      int64_t vi;
+      best_after(row, threadIdx.x, blockDim.x, cols, prev, prev_i, v, vi);
       best_v[threadIdx.x] = v;
       best_i[threadIdx.x] = vi;
       __syncthreads();
@@ -75,16 +85,9 @@ __global__ void topk_reference_kernel(const T* x, int64_t rows, int64_t cols, in
     A prev = A(0);
     int64_t prev_i = -1;
     for (int64_t j = 0; j < k; ++j) {
-      A v = A(0);
-      int64_t vi = -1;
-      for (int64_t c = 0; c < cols; ++c) {
-        const A xc = ld(row + c);
-        if (prev_i >= 0 && !ranks_before(prev, prev_i, xc, c)) continue;
-        if (ranks_before(xc, c, v, vi)) {
-          v = xc;
-          vi = c;
-        }
-      }
+      A v;
+      int64_t vi;
+      best_after(row, 0, 1, cols, prev, prev_i, v, vi);
       st(values + r * k + j, v);
       indices[r * k + j] = vi;
       prev = v;
