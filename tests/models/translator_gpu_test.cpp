@@ -1,7 +1,8 @@
 // The translator on a GPU against the same translator on the CPU: loss and gradients of one batch, 20-step AdamW
-// loss curves in f32 and bf16, bit-identical repeated runs, and the host syncs of a step. Skips without a GPU.
+// loss curves in f32 and bf16, bit-identical repeated runs, the host syncs of a step, decoding. Skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include "core/ops/ops.h"
 #include "core/optim/adamw.h"
 #include "core/optim/clip_grad_norm.h"
+#include "models/translator/decoding.h"
 #include "models/translator/transformer.h"
 #include "tests/common/gpu_skip.h"
 
@@ -173,6 +175,40 @@ TEST(TranslatorGpu, AStepBlocksTheHostFiveTimes) {
     opt.step();
     loss.item();
     if (step > 0) EXPECT_LE(cuda_host_syncs() - before, 5u) << "step " << step + 1;
+  }
+}
+
+// Greedy and beam search on the GPU (the next-token top-k on the device, preallocated key/value buffers) find what
+// the CPU finds for the same f32 weights, and a step blocks the host at most twice (the new tokens up, the top-k
+// down) instead of reading the (B', V) log-probabilities.
+TEST(TranslatorGpu, DecodingOnTheGpuMatchesTheCpuAndReadsOnlyTheTopK) {
+  PX_SKIP_WITHOUT_GPU();
+  PlacedModel cpu_run(0.0, cpu(), DType::f32), gpu_run(0.0, cuda(), DType::f32);
+  cpu_run.model.eval();
+  gpu_run.model.eval();
+  const Batch batch = make_batch(8, 5);
+  for (int beam : {1, 4}) {
+    tr::DecodeOptions o;
+    o.beam = beam;
+    o.bos_id = kBos;
+    o.eos_id = kEos;
+    o.pad_id = kPad;
+    const std::vector<tr::Hypothesis> on_cpu = tr::decode(cpu_run.model, batch.src, o);
+    const uint64_t before = cuda_host_syncs();
+    const std::vector<tr::Hypothesis> on_gpu = tr::decode(gpu_run.model, batch.src, o);
+    const uint64_t syncs = cuda_host_syncs() - before;
+    ASSERT_EQ(on_gpu.size(), on_cpu.size());
+    size_t same = 0, longest = 0;
+    for (size_t i = 0; i < on_cpu.size(); ++i) {
+      // A near-tie may pick another path under f32 rounding; the best score stays within rounding.
+      EXPECT_NEAR(on_gpu[i].score, on_cpu[i].score, 1e-3 * std::max(1.0, std::abs(on_cpu[i].score)))
+          << "beam " << beam << ", row " << i;
+      same += on_gpu[i].tokens == on_cpu[i].tokens ? 1 : 0;
+      longest = std::max(longest, on_gpu[i].tokens.size());
+    }
+    EXPECT_GE(same, on_cpu.size() - 2) << "beam " << beam << ": too many rows decoded differently";
+    EXPECT_LE(syncs, 2 * (longest + 1) + 4) << "beam " << beam << ": " << syncs << " host syncs for "
+                                            << longest + 1 << " steps";
   }
 }
 
