@@ -10,12 +10,17 @@
 #include <vector>
 
 #include "core/backend/backend.h"
+#include "core/ops/index_check.h"
 #include "core/ops/ops.h"
 #include "core/optim/adamw.h"
 #include "core/optim/clip_grad_norm.h"
 #include "core/optim/sgd.h"
 #include "tests/common/compare.h"
 #include "tests/common/gpu_skip.h"
+
+#ifdef PARALLAX_WITH_CUDA
+#include "core/backend/cuda/cuda_backend.h"
+#endif
 
 namespace px {
 namespace {
@@ -441,6 +446,32 @@ TEST(OpsOnCuda, EveryOpInF32Bf16F16MatchesTheCpu) {
   for (size_t i = 0; i < cases.size(); ++i)
     for (DType dt : cases[i].dtypes) check_case(cases[i], dt, cuda(0), 1000 + i);
 }
+
+#ifdef PARALLAX_WITH_CUDA
+// The ops that read the host before (arange's host-to-device copy in the causal mask and vocab-parallel
+// cross-entropy, the mean cross-entropy's count) run without waiting for the GPU once the iota exists, with the ids
+// checked on the host (HostCheckedIndicesGuard, as the trainer does).
+TEST(OpsOnCuda, CausalAttentionMeanCrossEntropyAndArangeNeverWaitForTheGpu) {
+  if (const std::string why = test::gpu_skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    Generator gen(3);
+    const auto leaf = [&](const Shape& s) { return to_device(randn(s, gen, dt), cuda(0)).set_requires_grad(); };
+    const Tensor q = leaf({2, 2, 6, 8}), k = leaf({2, 2, 6, 8}), v = leaf({2, 2, 6, 8}), logits = leaf({5, 11});
+    const Tensor target = to_device(from_vector(std::vector<int64_t>{3, -100, 0, 10, 7}, {5}), cuda(0));
+    (void)arange(4096, DType::i64, cuda(0));  // builds the device iota (one host copy, once per process)
+    const uint64_t before = cuda_host_syncs();
+    {
+      HostCheckedIndicesGuard host_checked;
+      backward(sum(scaled_dot_product_attention(q, k, v, Tensor(), true)));
+      backward(cross_entropy(logits, target, -100, 0.1, Reduction::mean));
+      (void)arange(1000, dt, cuda(0));
+    }
+    EXPECT_EQ(cuda_host_syncs(), before) << "a host sync in causal attention, mean cross-entropy or arange";
+    EXPECT_TRUE(q.grad().defined() && logits.grad().defined());
+  }
+}
+#endif
 
 }  // namespace
 }  // namespace px
