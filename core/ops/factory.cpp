@@ -2,6 +2,10 @@
 #include "core/ops/factory.h"
 
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <utility>
+#include <vector>
 
 #include "core/ops/op_utils.h"
 
@@ -21,10 +25,48 @@ Tensor zeros_like(const Tensor& t) { return full_like(t, 0.0); }
 Tensor ones_like(const Tensor& t) { return full_like(t, 1.0); }
 Tensor scalar_tensor(double value, DType dtype, Device device) { return full({}, value, dtype, device); }
 
+namespace {
+
+// 0, 1, ..., n-1 as an i64 host tensor.
+Tensor host_iota(int64_t n) {
+  Tensor t = Tensor::empty({n}, DType::i64);
+  int64_t* p = t.data<int64_t>();
+  for (int64_t i = 0; i < n; ++i) p[i] = i;
+  return t;
+}
+
+// An i64 iota (>= n elements) on a device, built once per device and size class (powers of two): arange on a GPU is
+// then one device-side copy, not a host-to-device copy that waits for the stream (the causal mask, vocab-parallel
+// cross-entropy). Outgrown buffers are kept: a copy on another stream may still read them. Never destroyed.
+Tensor device_iota(int64_t n, Device device) {
+  static std::mutex mu;
+  static auto* cache = new std::map<std::pair<int, int>, std::vector<Tensor>>();
+  std::lock_guard<std::mutex> lock(mu);
+  std::vector<Tensor>& held = (*cache)[{static_cast<int>(device.type), device.index}];
+  if (held.empty() || held.back().numel() < n) {
+    int64_t size = held.empty() ? 1024 : held.back().numel();
+    while (size < n) size *= 2;
+    Tensor t = Tensor::empty({size}, DType::i64, device);
+    backend_for(device).copy(host_iota(size), t);
+    held.push_back(t);
+  }
+  return held.back();
+}
+
+}  // namespace
+
 Tensor arange(int64_t n, DType dtype, Device device) {
-  std::vector<double> v(n);
-  for (int64_t i = 0; i < n; ++i) v[i] = static_cast<double>(i);
-  return to_device(from_vector(v, {n}, dtype), device);
+  CHECK_GE(n, 0) << "arange: negative length " << n;
+  if (device.is_cpu()) {
+    const Tensor t = host_iota(n);
+    if (dtype == DType::i64) return t;
+    Tensor out = Tensor::empty({n}, dtype);
+    backend_of(out).copy(t, out);
+    return out;
+  }
+  Tensor out = Tensor::empty({n}, dtype, device);
+  if (n > 0) backend_for(device).copy(device_iota(n, device).as_strided({n}, {1}, 0), out);
+  return out;
 }
 
 Tensor randn(const Shape& shape, Generator& gen, DType dtype, Device device) {

@@ -48,8 +48,14 @@ Tensor reduce_loss(const Tensor& loss, const Tensor& ignored, Reduction reductio
     case Reduction::sum:
       return sum(loss);
     case Reduction::mean: {
-      const double count = static_cast<double>(loss.numel()) - to_vector(sum(to_dtype(ignored, DType::f64)))[0];
-      return mul(sum(loss), 1.0 / count);
+      // On the loss's device, with no read-back to the host: the sum and the count in f32 (f64 for f64 losses;
+      // counts are exact below 2^24), one rounding to a 16-bit loss dtype at the end.
+      const DType acc = loss.dtype() == DType::f64 ? DType::f64 : DType::f32;
+      const Tensor total = sum(loss.dtype() == acc ? loss : to_dtype(loss, acc));
+      const Tensor count = sub(scalar_tensor(static_cast<double>(loss.numel()), acc, loss.device()),
+                               sum(to_dtype(ignored, acc)));
+      const Tensor mean = div(total, count);
+      return loss.dtype() == acc ? mean : to_dtype(mean, loss.dtype());
     }
   }
   return loss;

@@ -38,7 +38,9 @@ double grad_sq_sum(const std::vector<Tensor>& params) {
     } else if (g.device().is_cpu() && g.is_contiguous() && g.dtype() == DType::f64) {
       total += sq_sum(g.data<double>(), g.numel());
     } else {
-      const Tensor g32 = g.dtype() == DType::f64 ? g : to_dtype(g, DType::f32);
+      // f32/f64 gradients as they are (to_dtype always copies); only 16-bit ones get an f32 copy.
+      const bool wide = g.dtype() == DType::f32 || g.dtype() == DType::f64;
+      const Tensor g32 = wide ? g : to_dtype(g, DType::f32);
       const Tensor s = to_dtype(sum(mul(g32, g32)), DType::f64);
       Tensor* acc = nullptr;
       for (Tensor& t : on_device)

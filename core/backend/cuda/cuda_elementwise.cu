@@ -29,6 +29,15 @@ __global__ void copy_convert_kernel(const void* src, DType st_, Strided s, void*
     store_dyn(dst, dt, offset_of(d, i), load_dyn(src, st_, offset_of(s, i)));
 }
 
+// dst_i = src_i between f32, bf16 and f16, both unit-stride: through f32, so the bits equal copy_convert_kernel's
+// (an exact widening to double there) without its per-element dtype switches and 64-bit index divisions.
+template <typename S, typename D>
+__global__ void convert_flat_kernel(const S* src, D* dst, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    st(dst + i, static_cast<float>(ld(src + i)));
+}
+
 // dst[d(i)] = pattern (the value already converted to dst's dtype on the host).
 template <typename W>
 __global__ void fill_kernel(W* dst, Strided d, int64_t n, W pattern) {
@@ -204,6 +213,31 @@ void dispatch_width(DType t, F&& f) {
   }
 }
 
+// Calls f(T{}) and returns true for f32, bf16 and f16 (the training dtypes); false for the others.
+template <typename F>
+bool dispatch_train_float(DType t, F&& f) {
+  switch (t) {
+    case DType::f32: f(float{}); return true;
+    case DType::bf16: f(bf16{}); return true;
+    case DType::f16: f(f16{}); return true;
+    default: return false;
+  }
+}
+
+// dst = src converted when both are unit-stride training floats (the mixed-precision casts); false otherwise.
+bool convert_flat(const Tensor& src, const Tensor& dst, int64_t n) {
+  bool launched = false;
+  dispatch_train_float(src.dtype(), [&](auto s) {
+    using S = decltype(s);
+    launched = dispatch_train_float(dst.dtype(), [&](auto d) {
+      using D = decltype(d);
+      convert_flat_kernel<S, D><<<blocks_for(n), kThreads, 0, stream()>>>(static_cast<const S*>(src.raw_data()),
+                                                                         static_cast<D*>(dst.raw_data()), n);
+    });
+  });
+  return launched;
+}
+
 }  // namespace
 
 bool kernels_loadable(std::string* why) {
@@ -242,7 +276,7 @@ void copy(const Tensor& src, const Tensor& dst, Impl impl) {
       copy_bits_kernel<W><<<blocks_for(n), kThreads, 0, stream()>>>(static_cast<const W*>(src.raw_data()), m[0],
                                                                      static_cast<W*>(dst.raw_data()), m[1], n);
     });
-  } else {
+  } else if (!(impl == Impl::fast && is_flat(m[0]) && is_flat(m[1]) && convert_flat(src, dst, n))) {
     copy_convert_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(src.raw_data(), src.dtype(), m[0], dst.raw_data(),
                                                                   dst.dtype(), m[1], n);
   }
