@@ -22,11 +22,11 @@ DeviceBatches::~DeviceBatches() {
 }
 
 std::optional<DeviceBatches::Staged> DeviceBatches::stage() {
+  // Every CUDA call here (pinned and device allocations, copies, events; the inner source's own, if any) runs with
+  // device_ current: on a thread without a current device CUDA would open a context on GPU 0.
+  CopyStreamGuard on_copy_stream(device_);
   std::unique_ptr<TaskBatch> batch = inner_->next();
   if (!batch) return std::nullopt;
-  // Every CUDA call below (pinned and device allocations, copies, events) runs with device_ current: a thread
-  // without a device would otherwise create a context on GPU 0.
-  CopyStreamGuard on_copy_stream(device_);
   for (Tensor* t : batch->device_tensors()) {
     CHECK(t != nullptr && t->defined() && t->device().is_cpu())
         << "DeviceBatches: a batch tensor to copy to " << device_.str() << " must be a host tensor, got "
