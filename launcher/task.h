@@ -27,6 +27,9 @@ class TaskBatch {
   virtual ~TaskBatch() = default;
   // No example on this rank (a short last batch): the rank computes nothing but joins every collective.
   virtual bool empty() const = 0;
+  // The host tensors the step reads, which DeviceBatches (launcher/device_batches.h) replaces in place with copies
+  // on the model's GPU ahead of the step. None by default (the batch stays on the host).
+  virtual std::vector<Tensor*> device_tensors() { return {}; }
   data::DataCursor after;
 };
 

@@ -16,6 +16,7 @@
 #include "data/sampler.h"
 #include "data/translation_loader.h"
 #include "launcher/config.h"
+#include "launcher/device_batches.h"
 #include "launcher/translator_eval.h"
 
 namespace px {
@@ -181,24 +182,38 @@ class TranslatorBatch : public TaskBatch {
  public:
   explicit TranslatorBatch(data::TranslationBatch batch) : batch_(std::move(batch)) { after = batch_.after; }
   bool empty() const override { return batch_.src.size(0) == 0; }
+  std::vector<Tensor*> device_tensors() override { return {&batch_.src, &batch_.tgt_in, &batch_.tgt_out}; }
   const data::TranslationBatch& batch() const { return batch_; }
 
  private:
   data::TranslationBatch batch_;
 };
 
+// The vocabularies a batch's ids are checked against on the host (for a model on a GPU, whose ops then skip their
+// own checks: HostCheckedIndicesGuard).
+struct IdBounds {
+  int64_t src_vocab = 0, tgt_vocab = 0;
+};
+
 class TranslatorBatches : public BatchSource {
  public:
-  TranslatorBatches(const data::TranslationLoaderOptions& options, const data::DataCursor& cursor)
-      : loader_(options, cursor) {}
+  TranslatorBatches(const data::TranslationLoaderOptions& options, const data::DataCursor& cursor,
+                    std::optional<IdBounds> check_ids)
+      : loader_(options, cursor), check_ids_(check_ids) {}
   std::unique_ptr<TaskBatch> next() override {
     std::optional<data::TranslationBatch> batch = loader_.next();
     if (!batch) return nullptr;
+    if (check_ids_) {
+      check_host_indices(batch->src, check_ids_->src_vocab, "translation batch: source");
+      check_host_indices(batch->tgt_in, check_ids_->tgt_vocab, "translation batch: target input");
+      check_host_indices(batch->tgt_out, check_ids_->tgt_vocab, "translation batch: target");
+    }
     return std::make_unique<TranslatorBatch>(std::move(*batch));
   }
 
  private:
   data::TranslationLoader loader_;
+  std::optional<IdBounds> check_ids_;
 };
 
 const data::TranslationBatch& translation_batch(const TaskBatch& batch) {
@@ -256,7 +271,11 @@ class TranslatorTask : public Task {
     options.eos_id = data_.eos_id;
     options.rank = dp_rank;
     options.world = dp_size;
-    return std::make_unique<TranslatorBatches>(options, cursor);
+    // For a GPU the ids are checked on the host as each batch is built, and DeviceBatches copies the next batches
+    // to the GPU (through pinned memory, on the copy stream) while the steps run.
+    std::optional<IdBounds> check_ids;
+    if (!device_.is_cpu()) check_ids = IdBounds{data_.src_vocab, data_.tgt_vocab};
+    return std::make_unique<DeviceBatches>(std::make_unique<TranslatorBatches>(options, cursor, check_ids), device_);
   }
   // Target tokens of every micro-batch over every dp rank (the loader knows the global count).
   double normaliser(const std::vector<std::unique_ptr<TaskBatch>>& micro_batches,
@@ -270,15 +289,14 @@ class TranslatorTask : public Task {
   }
   Tensor loss_sum(const TaskBatch& batch) override {
     const data::TranslationBatch& b = translation_batch(batch);
+    for (const Tensor* t : {&b.src, &b.tgt_in, &b.tgt_out})
+      CHECK(t->device() == device_) << "TranslatorTask::loss_sum: a batch tensor " << t->str() << " is not on the "
+                                    << "model's device " << device_.str() << " (batches come from train_batches)";
     if (device_.is_cpu()) return translator().loss(b.src, b.tgt_in, b.tgt_out, config_.train().label_smoothing());
-    // The ids are range-checked here, on the host where the batch was built, so that the embeddings and the loss
-    // on the GPU do not each read their ids back (a host sync per op every step).
-    check_host_indices(b.src, data_.src_vocab, "translation batch: source");
-    check_host_indices(b.tgt_in, data_.tgt_vocab, "translation batch: target input");
-    check_host_indices(b.tgt_out, data_.tgt_vocab, "translation batch: target");
+    // The ids were range-checked on the host when the batch was built (TranslatorBatches), so that the embeddings
+    // and the loss on the GPU do not each read their ids back (a host sync per op every step).
     HostCheckedIndicesGuard host_checked;
-    return translator().loss(to_device(b.src, device_), to_device(b.tgt_in, device_), to_device(b.tgt_out, device_),
-                             config_.train().label_smoothing());
+    return translator().loss(b.src, b.tgt_in, b.tgt_out, config_.train().label_smoothing());
   }
   ThroughputUnit throughput_unit() const override { return {"tok", "tokens_per_s"}; }
 

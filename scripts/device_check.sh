@@ -22,8 +22,9 @@ budget_s=${DEVICE_CHECK_BUDGET_S:-420}
 standin=${DEVICE_CHECK_CPU_STANDIN:-0}
 # Not packed (too large): taken from the machine's CUDA 13 image.
 machine_libs=(libcublas.so.13 libcublasLt.so.13 libnccl.so.2)
-gtests=(backend_ops_test ops_on_cuda_test caching_allocator_test deterministic_index_test multi_tensor_adamw_test nccl_test
-        nccl_routed_test index_check_test translator_gpu_test checkpoint_test)
+gtests=(backend_ops_test ops_on_cuda_test caching_allocator_test deterministic_index_test multi_tensor_adamw_test
+        nccl_test nccl_routed_test index_check_test pinned_memory_test device_batches_test translator_gpu_test
+        checkpoint_test)
 # Tests with CPU cases too run only their GPU cases here (checkpoint_test has a case that skips as root).
 declare -A gtest_filter=([checkpoint_test]='*Gpu*')
 

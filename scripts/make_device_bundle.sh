@@ -22,8 +22,9 @@ build=$(cd "${1:-$repo/build}" && pwd)
 data=${DATA:-$repo/runs/data/bible_en_es}
 bundle=$repo/.devbundle
 limit_mib=64
-gtests=(backend_ops_test ops_on_cuda_test caching_allocator_test deterministic_index_test multi_tensor_adamw_test nccl_test
-        nccl_routed_test index_check_test translator_gpu_test checkpoint_test comm_mpi_test)
+gtests=(backend_ops_test ops_on_cuda_test caching_allocator_test deterministic_index_test multi_tensor_adamw_test
+        nccl_test nccl_routed_test index_check_test pinned_memory_test device_batches_test translator_gpu_test
+        checkpoint_test comm_mpi_test)
 exes=(launcher/parallax bench/bench_translator_step "${gtests[@]/#/tests/}")
 machine_libs='^(libc|libm|libpthread|libdl|librt|ld-linux-x86-64|linux-vdso|libcuda|libcublas|libcublasLt|libnccl)\.so'
 # Ubuntu 24.04's glibc, which the GPU machine's image is based on.

@@ -2,6 +2,7 @@
 // version counter that views share and in-place ops bump (autograd checks it).
 #include "core/tensor/storage.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <new>
 
@@ -23,6 +24,7 @@ class CpuAllocator final : public Allocator {
 };
 
 Allocator* g_allocators[2] = {&cpu_allocator(), nullptr};
+std::atomic<Allocator*> g_pinned_allocator{nullptr};
 
 }  // namespace
 
@@ -40,6 +42,20 @@ Allocator& allocator_for(Device device) {
   CHECK(a != nullptr) << "no allocator registered for device " << device.str()
                       << " (built without CUDA, or no GPU present)";
   return *a;
+}
+
+void register_pinned_allocator(Allocator* allocator) { g_pinned_allocator.store(allocator); }
+Allocator* pinned_allocator() { return g_pinned_allocator.load(); }
+
+Storage::Storage(size_t bytes, Allocator& allocator, bool pinned)
+    : bytes_(bytes), device_(cpu()), allocator_(&allocator), pinned_(pinned) {
+  data_ = allocator_->allocate(bytes);
+}
+
+std::shared_ptr<Storage> Storage::pinned_host(size_t bytes) {
+  Allocator* pinned = pinned_allocator();
+  return pinned != nullptr ? std::make_shared<Storage>(bytes, *pinned, true)
+                           : std::make_shared<Storage>(bytes, cpu_allocator(), false);
 }
 
 Storage::Storage(size_t bytes, Device device)

@@ -6,14 +6,25 @@
 
 namespace px {
 
-Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  for (int64_t s : shape) CHECK_GE(s, 0) << "negative size in shape " << shape_str(shape);
+namespace {
+Tensor contiguous_over(std::shared_ptr<Storage> storage, const Shape& shape, DType dtype) {
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device);
+  impl->storage = std::move(storage);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
   return Tensor(std::move(impl));
+}
+}  // namespace
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  for (int64_t s : shape) CHECK_GE(s, 0) << "negative size in shape " << shape_str(shape);
+  return contiguous_over(std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device), shape, dtype);
+}
+
+Tensor Tensor::empty_pinned(const Shape& shape, DType dtype) {
+  for (int64_t s : shape) CHECK_GE(s, 0) << "negative size in shape " << shape_str(shape);
+  return contiguous_over(Storage::pinned_host(shape_numel(shape) * dtype_size(dtype)), shape, dtype);
 }
 
 bool Tensor::is_contiguous() const {

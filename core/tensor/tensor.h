@@ -43,6 +43,10 @@ class Tensor {
 
   // Uninitialised contiguous tensor.
   static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = cpu());
+  // Uninitialised contiguous host tensor in page-locked memory, which a GPU copies from asynchronously; ordinary
+  // host memory (is_pinned() false) where no GPU backend registered the pinned allocator. Allocate and free it on
+  // a thread whose current GPU is the process's (CudaDeviceGuard): CUDA opens a context on the current device.
+  static Tensor empty_pinned(const Shape& shape, DType dtype = DType::f32);
 
   bool defined() const { return impl_ != nullptr; }
   TensorImpl* impl() const { return impl_.get(); }
@@ -58,6 +62,7 @@ class Tensor {
   DType dtype() const { return impl_->dtype; }
   Device device() const { return impl_->storage->device(); }
   bool is_contiguous() const;
+  bool is_pinned() const { return impl_->storage->pinned(); }
   const std::shared_ptr<Storage>& storage() const { return impl_->storage; }
   uint64_t version() const { return impl_->storage->version(); }
   void bump_version() const { impl_->storage->bump_version(); }

@@ -1,5 +1,5 @@
 // The CUDA implementation of Backend, its one-time registration (init_cuda_backend), the per-thread
-// current stream, host <-> device staging for copies, and the CUDA/cuBLAS/NCCL status strings.
+// current stream, host <-> device copies (staged, or asynchronous from pinned memory), and the status strings.
 #include "core/backend/cuda/cuda_backend.h"
 
 #include <cublas_v2.h>
@@ -12,6 +12,7 @@
 #include "core/backend/cuda/caching_allocator.h"
 #include "core/backend/cuda/cuda_kernels.h"
 #include "core/backend/cuda/gemm_cublaslt.h"
+#include "core/backend/cuda/pinned_allocator.h"
 #include "core/util/check.h"
 
 namespace px {
@@ -110,6 +111,7 @@ bool init_cuda_backend() {
     CUDA_CHECK(cudaGetDevice(&device));
     CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     register_allocator(DeviceType::cuda, &cuda_caching_allocator());
+    register_pinned_allocator(&pinned_host_allocator());
     register_backend(DeviceType::cuda, &cuda_backend());
     VLOG(1) << "CUDA: " << count << " GPU(s); cuda:" << device << " is " << prop.name << " (sm_" << prop.major
               << prop.minor << ", " << (prop.totalGlobalMem >> 20) << " MiB)";
@@ -154,6 +156,20 @@ Tensor contiguous_copy(const Tensor& src) {
 
 size_t nbytes(const Tensor& t) { return static_cast<size_t>(t.numel()) * dtype_size(t.dtype()); }
 
+// Host -> device from contiguous page-locked memory, queued on the current stream (dst's device current) without
+// blocking the host: the pinned allocator keeps src's block from reuse until an event after the copy completes.
+// The caller must not write src before the copy has run (as PyTorch's non_blocking copies).
+void copy_from_pinned(const Tensor& src, const Tensor& dst) {
+  if (dst.is_contiguous() && dst.dtype() == src.dtype()) {
+    CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), nbytes(src), cudaMemcpyHostToDevice, cur()));
+  } else {
+    const Tensor ds = Tensor::empty(src.shape(), src.dtype(), dst.device());  // freed in stream order below
+    CUDA_CHECK(cudaMemcpyAsync(ds.raw_data(), src.raw_data(), nbytes(src), cudaMemcpyHostToDevice, cur()));
+    gpu::copy(ds, dst);
+  }
+  pinned_host_allocator().record_stream(src.storage()->data(), cur());
+}
+
 }  // namespace
 
 void CudaBackend::copy(const Tensor& src, const Tensor& dst) {
@@ -186,6 +202,10 @@ void CudaBackend::copy(const Tensor& src, const Tensor& dst) {
   }
   if (to_gpu) {  // host -> device
     CudaDeviceGuard g(dst.device());
+    if (src.is_pinned() && src.is_contiguous()) {
+      copy_from_pinned(src, dst);
+      return;
+    }
     const Tensor hs = contiguous_copy(src);
     if (dst.is_contiguous() && dst.dtype() == src.dtype()) {
       CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), hs.raw_data(), nbytes(hs), cudaMemcpyHostToDevice, cur()));

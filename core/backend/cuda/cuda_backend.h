@@ -10,7 +10,9 @@ namespace px {
 
 class CudaBackend final : public Backend {
  public:
-  // Either tensor may live on the host; host <-> device copies stage through contiguous buffers.
+  // Either tensor may live on the host; host <-> device copies stage through contiguous buffers and block the host,
+  // except a copy from a contiguous pinned host tensor (Tensor::empty_pinned) to the device: queued on the current
+  // stream, no host wait, no host sync counted (src must not be written until that stream has run the copy).
   void copy(const Tensor& src, const Tensor& dst) override;
   void fill(const Tensor& dst, double value) override;
   void uniform(const Tensor& out, uint64_t seed, uint64_t offset, double lo, double hi) override;
@@ -41,8 +43,9 @@ class CudaBackend final : public Backend {
   void adamw(const std::vector<AdamWSlot>& slots, double beta1, double beta2, double eps) override;
 };
 
-// Probes cudaGetDeviceCount once (cached). With >= 1 usable GPU it registers the CUDA backend and
-// the caching allocator and returns true; otherwise it logs one INFO line saying why and returns false.
+// Probes cudaGetDeviceCount once (cached). With >= 1 usable GPU it registers the CUDA backend, the caching
+// allocator and the pinned host allocator and returns true; otherwise it logs one INFO line saying why and returns
+// false.
 bool init_cuda_backend();
 CudaBackend& cuda_backend();
 
@@ -66,7 +69,7 @@ class CudaDeviceGuard {
 // Waits for all work queued on the current stream (tests, host reads).
 void cuda_synchronize();
 // How many times this process has blocked on the GPU (cuda_synchronize: every device-to-host copy, pageable
-// host-to-device copy and item()); tests count them per training step.
+// host-to-device copy and item(); not pinned host-to-device copies); tests count them per training step.
 uint64_t cuda_host_syncs();
 // Turns the CUDA profiler's collection on / off (cudaProfilerStart/Stop), so that `ncu --profile-from-start off`
 // or `nsys --capture-range=cudaProfilerApi` records only the marked region (benchmarks mark one step).
