@@ -223,27 +223,26 @@ if [ "${GPUS:-0}" -ge 1 ]; then
   G1="$WORK/gpu_single"
   run "gpu single process" 0 "$PARALLAX" train "$CONFIG" --run-dir "$G1" "${GPU_SET[@]}"
   expect_in "gpu single process" "device cuda:0" "$OUT"
-  for layout in "2 1" "2 2"; do
-    set -- $layout
-    np=$1 tp=$2
-    R="$WORK/gpu_mpi_np${np}_tp${tp}"
-    run "gpu mpi np=$np tp=$tp" 0 $MPIRUN -np "$np" "$PARALLAX" train "$CONFIG" --run-dir "$R" "${GPU_SET[@]}" \
-      --set parallel.gpu_collectives=mpi --set parallel.tp=$tp
-    expect_in "gpu mpi np=$np tp=$tp" "GPU collectives staged through MPI" "$OUT"
-    [ "$GPUS" -ge "$np" ] || expect_in "gpu mpi np=$np tp=$tp" "$np ranks on this node share $GPUS GPU(s)" "$OUT"
-    compare_losses "gpu mpi np=$np tp=$tp vs one GPU" "$R" "$G1" 1 6 2e-3
-  done
-  if [ "$GPUS" -ge 2 ]; then
+  # Staged through MPI on any number of GPUs (ranks may share one); over NCCL with a GPU per rank.
+  for collectives in mpi nccl; do
+    [ "$collectives" = nccl ] && [ "$GPUS" -lt 2 ] && continue
     for layout in "2 1" "2 2"; do
       set -- $layout
       np=$1 tp=$2
-      R="$WORK/gpu_nccl_np${np}_tp${tp}"
-      run "gpu nccl np=$np tp=$tp" 0 $MPIRUN -np "$np" "$PARALLAX" train "$CONFIG" --run-dir "$R" "${GPU_SET[@]}" \
-        --set parallel.gpu_collectives=nccl --set parallel.tp=$tp
-      expect_in "gpu nccl np=$np tp=$tp" "GPU collectives over NCCL" "$OUT"
-      compare_losses "gpu nccl np=$np tp=$tp vs one GPU" "$R" "$G1" 1 6 2e-3
+      name="gpu $collectives np=$np tp=$tp"
+      R="$WORK/gpu_${collectives}_np${np}_tp${tp}"
+      run "$name" 0 $MPIRUN -np "$np" "$PARALLAX" train "$CONFIG" --run-dir "$R" "${GPU_SET[@]}" \
+        --set parallel.gpu_collectives=$collectives --set parallel.tp=$tp
+      if [ "$collectives" = mpi ]; then
+        expect_in "$name" "GPU collectives staged through MPI" "$OUT"
+        [ "$GPUS" -ge "$np" ] || expect_in "$name" "$np ranks on this node share $GPUS GPU(s)" "$OUT"
+      else
+        expect_in "$name" "GPU collectives over NCCL" "$OUT"
+      fi
+      compare_losses "$name vs one GPU" "$R" "$G1" 1 6 2e-3
     done
-  else
+  done
+  if [ "$GPUS" -lt 2 ]; then
     run "gpu nccl on one GPU" 2 $MPIRUN -np 2 "$PARALLAX" train "$CONFIG" --run-dir "$WORK/gpu_nccl_refused" \
       "${GPU_SET[@]}" --set parallel.gpu_collectives=nccl
     expect_in "gpu nccl on one GPU" "train.device: 2 ranks on this node but 1 visible GPU(s)" "$ERR"
