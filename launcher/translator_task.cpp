@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "core/nn/feed_forward.h"
 #include "core/ops/index_check.h"
@@ -292,10 +293,10 @@ class TranslatorTask : public Task {
     for (const Tensor* t : {&b.src, &b.tgt_in, &b.tgt_out})
       CHECK(t->device() == device_) << "TranslatorTask::loss_sum: a batch tensor " << t->str() << " is not on the "
                                     << "model's device " << device_.str() << " (batches come from train_batches)";
-    if (device_.is_cpu()) return translator().loss(b.src, b.tgt_in, b.tgt_out, config_.train().label_smoothing());
-    // The ids were range-checked on the host when the batch was built (TranslatorBatches), so that the embeddings
-    // and the loss on the GPU do not each read their ids back (a host sync per op every step).
-    HostCheckedIndicesGuard host_checked;
+    // On a GPU the ids were range-checked on the host when the batch was built (TranslatorBatches), so that the
+    // embeddings and the loss do not each read their ids back (a host sync per op every step).
+    std::optional<HostCheckedIndicesGuard> host_checked;
+    if (!device_.is_cpu()) host_checked.emplace();
     return translator().loss(b.src, b.tgt_in, b.tgt_out, config_.train().label_smoothing());
   }
   ThroughputUnit throughput_unit() const override { return {"tok", "tokens_per_s"}; }

@@ -61,6 +61,20 @@ def check_same(px, th, config):
         sys.exit(f"{config}: FLOP counts differ: {px['gflop']} vs {th['gflop']}")
 
 
+def print_phases(px_runs, th_runs, note):
+    """The forward / backward / optimizer split of both sides: medians over runs, and their ratio."""
+    print(f"# {'phase':<10} {'px_ms':>9} {'torch_ms':>9} {'px/torch':>9}   ({note})")
+    for phase in PHASES:
+        p, t = med(px_runs, phase), med(th_runs, phase)
+        print(f"# {phase[:-3]:<10} {p:9.1f} {t:9.1f} {p / t:9.2f}")
+
+
+def print_torch_profile(th_cmd, env, clock):
+    """torch.profiler's table of 3 steps (the torch side run again with --profile), ops by self `clock` time."""
+    p = subprocess.run(th_cmd + ["--profile"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    print(f"# torch.profiler, 3 steps, ops by self {clock} time:\n{p.stderr}")
+
+
 def compare(config, a, bench, env):
     common = flags(CONFIGS[config], MODEL_KEYS) + flags(a, RUN_KEYS)
     px_cmd = [bench] + common
@@ -91,18 +105,14 @@ def compare(config, a, bench, env):
     print(f"parallax: median {px_ms:8.1f} ms  {gflop / px_ms * 1e3:7.1f} GFLOP/s")
     print(f"torch:    median {th_ms:8.1f} ms  {gflop / th_ms * 1e3:7.1f} GFLOP/s")
     print(f"ratio parallax/torch (time) = {px_ms / th_ms:.3f}  (target <= 1.0)")
-    print(f"# {'phase':<10} {'px_ms':>9} {'torch_ms':>9} {'px/torch':>9}   (median over runs of per-run medians)")
-    for phase in PHASES:
-        p, t = med(px_runs, phase), med(th_runs, phase)
-        print(f"# {phase[:-3]:<10} {p:9.1f} {t:9.1f} {p / t:9.2f}")
+    print_phases(px_runs, th_runs, "median over runs of per-run medians")
     px_cpu, th_cpu = med(px_runs, "cpu_median_ms"), med(th_runs, "cpu_median_ms")
     print(f"# process CPU time per step: parallax {px_cpu:.1f} ms, torch {th_cpu:.1f} ms, ratio {px_cpu / th_cpu:.3f}")
     print(f"SUMMARY translator_step config={config} B={B} S={S} T={T} threads={a.threads} px_ms={px_ms:.2f} "
           f"torch_ms={th_ms:.2f} px_gflops={gflop / px_ms * 1e3:.1f} torch_gflops={gflop / th_ms * 1e3:.1f} "
           f"ratio_px_over_torch={px_ms / th_ms:.3f}")
     if a.profile:
-        p = subprocess.run(th_cmd + ["--profile"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        print(f"# torch.profiler, 3 steps, ops by self CPU time:\n{p.stderr}")
+        print_torch_profile(th_cmd, env, "CPU")
     sys.stdout.flush()
 
 
@@ -154,10 +164,7 @@ def compare_gpu(config, a, bench, env):
     (_, px_ms, px_tps, px_peak, px_mfu), (_, th_ms, th_tps, th_peak, th_mfu) = rows
     print(f"ratio parallax/torch: time {px_ms / th_ms:.3f} (target <= 1.0), throughput {px_tps / th_tps:.3f}, "
           f"peak memory {px_peak / th_peak:.3f}")
-    print(f"# {'phase':<10} {'px_ms':>9} {'torch_ms':>9} {'px/torch':>9}   (steps synchronised between phases)")
-    for phase in PHASES:
-        p, t = med(px_runs, phase), med(th_runs, phase)
-        print(f"# {phase[:-3]:<10} {p:9.1f} {t:9.1f} {p / t:9.2f}")
+    print_phases(px_runs, th_runs, "steps synchronised between phases")
     print(f"# host CPU time per step: parallax {med(px_runs, 'cpu_median_ms'):.1f} ms, "
           f"torch {med(th_runs, 'cpu_median_ms'):.1f} ms")
     print(f"SUMMARY translator_step_gpu config={config} precision={a.precision} B={B} S={S} T={T} "
@@ -165,8 +172,7 @@ def compare_gpu(config, a, bench, env):
           f"torch_tok_s={th_tps:.0f} px_mfu={px_mfu:.4f} torch_mfu={th_mfu:.4f} px_peak_gib={gib(px_peak):.3f} "
           f"torch_peak_gib={gib(th_peak):.3f} ratio_px_over_torch={px_ms / th_ms:.3f}")
     if a.profile:
-        p = subprocess.run(th_cmd + ["--profile"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        print(f"# torch.profiler, 3 steps, ops by self CUDA time:\n{p.stderr}")
+        print_torch_profile(th_cmd, env, "CUDA")
     sys.stdout.flush()
 
 
