@@ -54,6 +54,14 @@ void require_positive(const std::string& field, double value) {
   if (!(value > 0 && std::isfinite(value))) invalid(field, "must be finite and > 0", number(value));
 }
 
+void require_one_of(const std::string& field, const std::string& value, const std::vector<std::string>& allowed) {
+  if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return;
+  std::string expected;
+  for (size_t i = 0; i < allowed.size(); ++i)
+    expected += (i == 0 ? "" : i + 1 == allowed.size() ? " or " : ", ") + allowed[i];
+  throw ConfigError(field + ": unknown value '" + value + "' (expected " + expected + ")");
+}
+
 void require_unit_interval(const std::string& field, double value) {  // [0, 1)
   if (!(value >= 0 && value < 1)) invalid(field, "must be in [0, 1)", number(value));
 }
@@ -80,14 +88,14 @@ std::string field_names(const pb::Descriptor& type) {
 }
 
 // Sets every unset scalar field of `message` and its sub-messages to its default, so that printing writes it;
-// deprecated fields and the unset members of a oneof stay unset.
+// deprecated fields and the unset members of a oneof stay unset, and lists are written as they are (an empty list
+// means the default its comment documents).
 void set_defaults_explicitly(pb::Message& message) {
   const pb::Reflection& reflection = *message.GetReflection();
   const pb::Descriptor& type = *message.GetDescriptor();
   for (int i = 0; i < type.field_count(); ++i) {
     const pb::FieldDescriptor* field = type.field(i);
-    CHECK(!field->is_repeated()) << "config_to_text: repeated field " << field->full_name() << " is not handled";
-    if (field->options().deprecated()) continue;
+    if (field->is_repeated() || field->options().deprecated()) continue;
     if (field->real_containing_oneof() != nullptr && !reflection.HasField(message, field)) continue;
     if (field->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
       set_defaults_explicitly(*reflection.MutableMessage(&message, field));
@@ -143,14 +151,6 @@ void validate_data(const config::DataConfig& d) {
   require_at_least("data.prefetch", d.prefetch(), 1);
 }
 
-// ConfigError "<field>: unknown value '<v>' (expected a, b or c)" unless value is one of `allowed`.
-void require_one_of(const std::string& field, const std::string& value, const std::vector<std::string>& allowed) {
-  if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return;
-  std::string expected;
-  for (size_t i = 0; i < allowed.size(); ++i)
-    expected += (i == 0 ? "" : i + 1 == allowed.size() ? " or " : ", ") + allowed[i];
-  throw ConfigError(field + ": unknown value '" + value + "' (expected " + expected + ")");
-}
 
 void validate_optimizer(const config::OptimizerConfig& o) {
   if (o.name() != "adamw") throw ConfigError("optimizer.name: unknown optimizer '" + o.name() + "' (expected adamw)");
@@ -164,14 +164,15 @@ void validate_optimizer(const config::OptimizerConfig& o) {
 
 void validate_schedule(const config::ScheduleConfig& s, const config::TrainConfig& t) {
   const std::string& name = s.name();
-  if (name != "inverse_sqrt" && name != "cosine" && name != "constant")
-    throw ConfigError("schedule.name: unknown schedule '" + name + "' (expected inverse_sqrt, cosine or constant)");
+  require_one_of("schedule.name", name, {"inverse_sqrt", "cosine", "constant", "step"});
   require_at_least("schedule.warmup_steps", s.warmup_steps(), name == "inverse_sqrt" ? 1 : 0);
   if (name == "cosine" && s.warmup_steps() >= t.max_steps())
     throw ConfigError("schedule.warmup_steps: the cosine schedule needs warmup < train.max_steps (" +
                       std::to_string(t.max_steps()) + "), got " + std::to_string(s.warmup_steps()));
   if (!(s.min_lr_ratio() >= 0 && s.min_lr_ratio() <= 1))
     invalid("schedule.min_lr_ratio", "must be in [0, 1]", number(s.min_lr_ratio()));
+  require_at_least("schedule.step_size", s.step_size(), 1);
+  require_positive("schedule.gamma", s.gamma());
 }
 
 void validate_train(const config::TrainConfig& t) {
@@ -179,6 +180,7 @@ void validate_train(const config::TrainConfig& t) {
   require_at_least("train.max_epochs", t.max_epochs(), 0);
   require_non_negative("train.max_minutes", t.max_minutes());
   require_at_least("train.batch_tokens", t.batch_tokens(), 1);
+  require_at_least("train.batch_size", t.batch_size(), 1);
   require_at_least("train.threads", t.threads(), 0);
   require_unit_interval("train.label_smoothing", t.label_smoothing());
   require_at_least("train.accumulate_steps", t.accumulate_steps(), 1);
@@ -197,6 +199,8 @@ void validate_eval(const config::EvalConfig& e) {
     throw ConfigError("eval.max_len_b: must be >= 1 when eval.max_len_a is 0 (no hypothesis token allowed)");
   require_at_least("eval.max_sentences", e.max_sentences(), 0);
   require_at_least("eval.batch_tokens", e.batch_tokens(), 1);
+  require_at_least("eval.batch_size", e.batch_size(), 1);
+  require_at_least("eval.max_images", e.max_images(), 0);
 }
 
 // What tp splits is the model's to check (its validate); the world size is only known at launch.

@@ -37,6 +37,8 @@ void require_at_least(const std::string& field, int64_t value, int64_t min);
 void require_non_negative(const std::string& field, double value);  // finite, >= 0
 void require_positive(const std::string& field, double value);      // finite, > 0
 void require_unit_interval(const std::string& field, double value); // [0, 1)
+// ConfigError "<field>: unknown value '<v>' (expected a, b or c)" unless value is one of `allowed`.
+void require_one_of(const std::string& field, const std::string& value, const std::vector<std::string>& allowed);
 
 // world_size % parallel.tp == 0, once the world size is known. ConfigError naming parallel.tp.
 void check_world_layout(const config::Config& config, int world_size);

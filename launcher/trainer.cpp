@@ -75,6 +75,7 @@ std::unique_ptr<optim::LrSchedule> make_schedule(const config::Config& config) {
   if (s.name() == "cosine") {
     return std::make_unique<optim::CosineSchedule>(s.warmup_steps(), config.train().max_steps(), s.min_lr_ratio());
   }
+  if (s.name() == "step") return std::make_unique<optim::StepDecaySchedule>(s.step_size(), s.gamma());
   return std::make_unique<optim::ConstantSchedule>();
 }
 

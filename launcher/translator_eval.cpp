@@ -16,19 +16,6 @@ namespace px {
 
 namespace {
 
-// Restores a module's train/eval mode on scope exit.
-class EvalModeGuard {
- public:
-  explicit EvalModeGuard(nn::Module& module) : module_(module), was_training_(module.is_training()) {
-    module_.eval();
-  }
-  ~EvalModeGuard() { module_.train(was_training_); }
-
- private:
-  nn::Module& module_;
-  bool was_training_;
-};
-
 // Consecutive groups of `order` whose padded size (rows * longest, by `cost`) stays within budget.
 template <typename Cost>
 std::vector<std::vector<size_t>> budget_batches(const std::vector<size_t>& order, int64_t budget, Cost&& cost) {
@@ -181,7 +168,7 @@ EvalResult evaluate_split(translator::Translator& model, const TranslationData& 
         (options.num_shards == 1 || options.sum_over_shards))
       << "evaluate_split: shard " << options.shard << " of " << options.num_shards << " (with a sum_over_shards)";
   const auto start = std::chrono::steady_clock::now();
-  EvalModeGuard eval_mode(model);
+  nn::EvalModeGuard eval_mode(model);
   NoGradGuard no_grad;
   const ShardPairs pairs = read_shard_pairs(data, options);
   EvalResult result;

@@ -1,5 +1,5 @@
-// ModuleList: an indexed container of child modules named "0", "1", ... (encoder.layers.3.fc1.weight),
-// like torch.nn.ModuleList; it has no forward of its own.
+// Containers without a forward of their own: ModuleList, child modules named "0", "1", ... (encoder.layers.3.fc1.weight)
+// like torch.nn.ModuleList, and Container, children under names of the caller's ("encoder" with "layers", "norm").
 #pragma once
 
 #include <memory>
@@ -33,6 +33,16 @@ class ModuleList : public Module {
 
  private:
   std::vector<std::shared_ptr<Module>> items_;
+};
+
+// A module that only groups named children, as a torch model's plain nn.Module attributes do.
+class Container : public Module {
+ public:
+  explicit Container(const std::string& type_name) : Module(type_name) {}
+  template <typename M>
+  std::shared_ptr<M> add(const std::string& name, std::shared_ptr<M> module) {
+    return register_module(name, std::move(module));
+  }
 };
 
 }  // namespace px::nn

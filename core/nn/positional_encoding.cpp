@@ -1,5 +1,5 @@
-// SinusoidalPositionalEncoding: building the table on the host and adding a window of it to the input.
-// The table is a buffer, so nothing here is trained.
+// Sinusoidal positions: the 1D table built on the host and added to the input, and DETR's 2D encoding of a
+// padding mask. Nothing here is trained.
 #include "core/nn/positional_encoding.h"
 
 #include <cmath>
@@ -44,6 +44,43 @@ Tensor SinusoidalPositionalEncoding::forward(const Tensor& x, int64_t offset) co
   CHECK(x.dtype() == pe_.dtype()) << "SinusoidalPositionalEncoding: x " << x.str() << " but the table is "
                                   << pe_.str();
   return x + narrow(pe_, 0, offset, x.size(1));
+}
+
+// pos[b, i, j] = [sin/cos(y_ij / T^(2k/F)) for k ..., sin/cos(x_ij / T^(2k/F)) for k ...], y and x the normalised
+// cumulative counts of unpadded pixels down column j and along row i
+Tensor sine_position_encoding_2d(const Tensor& mask, int64_t num_pos_feats, DType dtype, double temperature,
+                                 double scale) {
+  CHECK(mask.dim() == 3 && mask.dtype() == DType::boolean && mask.device().is_cpu())
+      << "sine_position_encoding_2d: mask must be a bool (B, h, w) host tensor, got " << mask.str();
+  CHECK_GT(num_pos_feats, 0) << "sine_position_encoding_2d: num_pos_feats";
+  const Tensor m = contiguous(mask);
+  const int64_t batch = m.size(0), h = m.size(1), w = m.size(2), f = num_pos_feats, d = 2 * f;
+  const bool* pad = m.data<bool>();
+  std::vector<double> inv_dim(static_cast<size_t>(f));  // 1 / T^(2 floor(k/2) / F)
+  for (int64_t k = 0; k < f; ++k) inv_dim[k] = std::pow(temperature, -static_cast<double>(2 * (k / 2)) / f);
+  std::vector<double> out(static_cast<size_t>(batch * h * w * d));
+  std::vector<double> ys(static_cast<size_t>(h * w)), xs(static_cast<size_t>(h * w));
+  constexpr double kEps = 1e-6;
+  for (int64_t b = 0; b < batch; ++b) {
+    const bool* p = pad + b * h * w;
+    for (int64_t i = 0; i < h; ++i)
+      for (int64_t j = 0; j < w; ++j) {
+        const double keep = p[i * w + j] ? 0.0 : 1.0;
+        ys[i * w + j] = keep + (i > 0 ? ys[(i - 1) * w + j] : 0.0);
+        xs[i * w + j] = keep + (j > 0 ? xs[i * w + j - 1] : 0.0);
+      }
+    for (int64_t i = 0; i < h; ++i)
+      for (int64_t j = 0; j < w; ++j) {
+        const double y = ys[i * w + j] / (ys[(h - 1) * w + j] + kEps) * scale;
+        const double x = xs[i * w + j] / (xs[i * w + w - 1] + kEps) * scale;
+        double* o = out.data() + ((b * h + i) * w + j) * d;
+        for (int64_t k = 0; k < f; ++k) {
+          o[k] = k % 2 == 0 ? std::sin(y * inv_dim[k]) : std::cos(y * inv_dim[k]);
+          o[f + k] = k % 2 == 0 ? std::sin(x * inv_dim[k]) : std::cos(x * inv_dim[k]);
+        }
+      }
+  }
+  return from_vector(out, {batch, h * w, d}, dtype);
 }
 
 }  // namespace px::nn

@@ -110,6 +110,28 @@ Tensor div(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+namespace {
+
+// out = max(a, b) or min(a, b); dL/da = sum_to(g * w, a), dL/db = sum_to(g * (1 - w), b), w = [a wins] + [a == b] / 2
+Tensor extremum(BinaryOp op, const Tensor& a, const Tensor& b, const char* name) {
+  Tensor out = binary_raw(op, a, b, name);
+  if (autograd::any_requires_grad({&a, &b})) {
+    attach(out, name, {a, b}, [op, name, sa = SavedTensor(a), sb = SavedTensor(b)](const Tensor& g) {
+      const Tensor a = sa.unpack(name), b = sb.unpack(name);
+      const Tensor wins = binary_raw(op == BinaryOp::maximum ? BinaryOp::gt : BinaryOp::lt, a, b, name);
+      const Tensor w = to_dtype(wins, g.dtype()) + to_dtype(binary_raw(BinaryOp::eq, a, b, name), g.dtype()) * 0.5;
+      const Tensor ga = mul(g, w);
+      return std::vector<Tensor>{sum_to(ga, a.shape()), sum_to(sub(g, ga), b.shape())};
+    });
+  }
+  return out;
+}
+
+}  // namespace
+
+Tensor maximum(const Tensor& a, const Tensor& b) { return extremum(BinaryOp::maximum, a, b, "MaximumBackward"); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return extremum(BinaryOp::minimum, a, b, "MinimumBackward"); }
+
 // y = x + s; dL/dx = g
 Tensor add(const Tensor& x, double s) {
   Tensor y = unary_raw(UnaryOp::add_scalar, x, s);

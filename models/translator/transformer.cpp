@@ -14,23 +14,13 @@ namespace px::translator {
 
 namespace {
 
-// A Module that only holds named children: the encoder and decoder stacks ("layers" and, pre-norm, "norm").
-class Container : public nn::Module {
- public:
-  explicit Container(const std::string& type_name) : Module(type_name) {}
-  template <typename M>
-  std::shared_ptr<M> add(const std::string& name, std::shared_ptr<M> module) {
-    return register_module(name, std::move(module));
-  }
-};
-
 // A stack "layers" of n Layers (encoder or decoder) and, pre-norm, its final "norm", drawn in that order.
 template <typename Layer>
-std::shared_ptr<Container> make_stack(const std::string& type_name, int64_t n, const TranslatorOptions& o,
+std::shared_ptr<nn::Container> make_stack(const std::string& type_name, int64_t n, const TranslatorOptions& o,
                                       Generator& init_gen, Generator& dropout_gen, const models::TensorParallel& tp,
                                       std::vector<std::shared_ptr<Layer>>* layers,
                                       std::shared_ptr<nn::LayerNorm>* norm) {
-  auto stack = std::make_shared<Container>(type_name);
+  auto stack = std::make_shared<nn::Container>(type_name);
   auto list = stack->add("layers", std::make_shared<nn::ModuleList>());
   for (int64_t i = 0; i < n; ++i) {
     layers->push_back(list->push_back(std::make_shared<Layer>(o.d_model, o.num_heads, o.d_ff, o.dropout,

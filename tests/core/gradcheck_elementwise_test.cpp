@@ -27,6 +27,8 @@ const std::vector<BinaryCase>& binary_cases() {
       {"sub", [](const Tensor& a, const Tensor& b) { return sub(a, b); }, false},
       {"mul", [](const Tensor& a, const Tensor& b) { return mul(a, b); }, false},
       {"div", [](const Tensor& a, const Tensor& b) { return div(a, b); }, true},
+      {"maximum", [](const Tensor& a, const Tensor& b) { return maximum(a, b); }, false},
+      {"minimum", [](const Tensor& a, const Tensor& b) { return minimum(a, b); }, false},
   };
   return cases;
 }
@@ -214,6 +216,17 @@ TEST(GradcheckElementwise, DifferentiableCopies) {
   }
   // A copy is a new tensor: the op that follows must not see it alias the input.
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return mul(clone(v[0]), v[0]); }, {uniform64({5}, 43)}));
+}
+
+// Ties split the gradient in halves (torch.maximum / torch.minimum); the winner takes all of it otherwise.
+TEST(GradcheckElementwise, MaximumMinimumTies) {
+  Tensor a = from_vector(std::vector<double>{1, 2, 3}, {3}, DType::f64);
+  Tensor b = from_vector(std::vector<double>{1, 5, 0}, {3}, DType::f64);
+  a.set_requires_grad(true);
+  b.set_requires_grad(true);
+  backward(sum(maximum(a, b)) + sum(minimum(a, b)) * 10.0);
+  EXPECT_EQ(host_values(a.grad()), (std::vector<double>{5.5, 10, 1}));
+  EXPECT_EQ(host_values(b.grad()), (std::vector<double>{5.5, 1, 10}));
 }
 
 }  // namespace

@@ -51,7 +51,7 @@ bool all_fields_set(const pb::Message& message, std::string* missing) {
   const pb::Descriptor& type = *message.GetDescriptor();
   for (int i = 0; i < type.field_count(); ++i) {
     const pb::FieldDescriptor* field = type.field(i);
-    if (field->options().deprecated()) continue;
+    if (field->options().deprecated() || field->is_repeated()) continue;  // lists are written as they are
     const pb::OneofDescriptor* oneof = field->real_containing_oneof();
     if (oneof != nullptr && reflection.HasOneof(message, oneof) && !reflection.HasField(message, field)) continue;
     if (!reflection.HasField(message, field)) {
