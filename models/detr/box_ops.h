@@ -1,8 +1,9 @@
 // Box helpers for DETR: cxcywh <-> xyxy conversion, IoU and generalized IoU (Rezatofighi et al. 2019).
-// The *_host functions work on one box pair in double on the host (the matcher's costs).
+// The *_host functions work in double on the host (the matcher's costs).
 #pragma once
 
 #include <array>
+#include <span>
 
 namespace px::detr {
 
@@ -20,5 +21,8 @@ Box xyxy_to_cxcywh_host(const Box& b);
 //  * an inverted box (x1 < x0 or y1 < y0) is a CHECK failure, as the reference asserts.
 double box_iou_host(const Box& a, const Box& b);
 double generalized_iou_host(const Box& a, const Box& b);
+
+// out[i, j] = generalized_iou_host(a[i], b[j]), each box checked once. a (N,), b (M,) xyxy; out (N, M).
+void pairwise_generalized_iou_host(std::span<const Box> a, std::span<const Box> b, std::span<double> out);
 
 }  // namespace px::detr

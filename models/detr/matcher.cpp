@@ -40,23 +40,26 @@ std::vector<double> image_cost(const HungarianMatcher& w, const MatcherInput<T>&
   const int64_t Q = in.queries, C = in.classes, M = static_cast<int64_t>(in.labels[b].size());
   const std::span<const T> probs = in.probs.subspan(b * Q * C, Q * C);  // (Q, C+1)
   const std::span<const T> boxes = in.boxes.subspan(b * Q * 4, Q * 4);  // (Q, 4)
-  std::vector<Box> targets(M), targets_xyxy(M);                         // (M,)
+  std::vector<Box> preds(Q), preds_xyxy(Q), targets(M), targets_xyxy(M);  // (Q,), (M,)
+  for (int64_t q = 0; q < Q; ++q) {
+    preds[q] = box_at(boxes, q);
+    preds_xyxy[q] = cxcywh_to_xyxy_host(preds[q]);
+  }
   for (int64_t t = 0; t < M; ++t) {
     targets[t] = box_at(in.target_boxes[b], t);
     targets_xyxy[t] = cxcywh_to_xyxy_host(targets[t]);
   }
-  std::vector<double> cost(Q * M);  // (Q, M)
+  std::vector<double> cost(Q * M);  // (Q, M): the GIoU first, then the whole cost in place
+  pairwise_generalized_iou_host(preds_xyxy, targets_xyxy, cost);
   for (int64_t q = 0; q < Q; ++q) {
-    const Box box = box_at(boxes, q), xyxy = cxcywh_to_xyxy_host(box);
     for (int64_t t = 0; t < M; ++t) {
       double l1 = 0.0;
-      for (int k = 0; k < 4; ++k) l1 += std::fabs(box[k] - targets[t][k]);
+      for (int k = 0; k < 4; ++k) l1 += std::fabs(preds[q][k] - targets[t][k]);
       const double p = probs[q * C + in.labels[b][t]];
-      const double giou = generalized_iou_host(xyxy, targets_xyxy[t]);
-      const double c = w.cost_bbox * l1 + w.cost_class * -p + w.cost_giou * -giou;
+      double& c = cost[q * M + t];
+      c = w.cost_bbox * l1 + w.cost_class * -p + w.cost_giou * -c;
       CHECK(std::isfinite(c)) << "matcher: image " << b << ", query " << q << ", target " << t << ": cost " << c
                               << " (non-finite predictions or targets?)";
-      cost[q * M + t] = c;
     }
   }
   return cost;

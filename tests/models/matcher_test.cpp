@@ -190,18 +190,23 @@ TEST(BoxOps, ConversionsRoundTrip) {
   for (int k = 0; k < 4; ++k) EXPECT_NEAR(back[k], cxcywh[k], 1e-15) << k;
 }
 
+std::vector<Box> boxes_of(const Tensor& t) {  // t (N, 4)
+  std::vector<Box> out(t.shape()[0]);
+  for (size_t i = 0; i < out.size(); ++i) std::copy_n(t.data<double>() + 4 * i, 4, out[i].begin());
+  return out;
+}
+
 TEST(BoxOps, IouAndGiouMatchTorch) {
-  const Tensor& a = oracle().get("giou/a");
-  const Tensor& b = oracle().get("giou/b");
-  const std::span<const double> iou = span_of<double>(oracle().get("giou/iou"));
-  const std::span<const double> giou = span_of<double>(oracle().get("giou/giou"));
-  for (int64_t i = 0; i < a.shape()[0]; ++i) {
-    const double* pa = a.data<double>() + 4 * i;
-    const double* pb = b.data<double>() + 4 * i;
-    const Box ba = {pa[0], pa[1], pa[2], pa[3]}, bb = {pb[0], pb[1], pb[2], pb[3]};
-    EXPECT_NEAR(box_iou_host(ba, bb), iou[i], 1e-14) << "pair " << i;
-    EXPECT_NEAR(generalized_iou_host(ba, bb), giou[i], 1e-14) << "pair " << i;
-    EXPECT_NEAR(generalized_iou_host(bb, ba), giou[i], 1e-14) << "pair " << i << " swapped";
+  const std::vector<Box> a = boxes_of(oracle().get("giou/a")), b = boxes_of(oracle().get("giou/b"));
+  const std::span<const double> iou = span_of<double>(oracle().get("giou/iou"));    // (N,)
+  const std::span<const double> giou = span_of<double>(oracle().get("giou/giou"));  // (N, N)
+  const size_t n = a.size();
+  std::vector<double> pairwise(n * n);
+  pairwise_generalized_iou_host(a, b, pairwise);
+  for (size_t i = 0; i < n; ++i) {
+    EXPECT_NEAR(box_iou_host(a[i], b[i]), iou[i], 1e-14) << "pair " << i;
+    EXPECT_NEAR(generalized_iou_host(b[i], a[i]), giou[i * n + i], 1e-14) << "pair " << i << " swapped";
+    for (size_t j = 0; j < n; ++j) EXPECT_NEAR(pairwise[i * n + j], giou[i * n + j], 1e-14) << i << ", " << j;
   }
 }
 
@@ -223,6 +228,12 @@ TEST(BoxOps, DegenerateBoxes) {
   EXPECT_TRUE(std::isnan(generalized_iou_host({kNaN, 0, 1, 1}, unit)));
   EXPECT_TRUE(std::isnan(generalized_iou_host(unit, {0, 0, kInf, 1})));
   EXPECT_TRUE(std::isnan(box_iou_host(unit, {0, kNaN, 1, 1})));
+  const std::vector<Box> a = {unit, {kNaN, 0, 1, 1}}, b = {unit, {2, 0, 3, 1}};
+  std::vector<double> pairwise(4);
+  pairwise_generalized_iou_host(a, b, pairwise);
+  EXPECT_DOUBLE_EQ(pairwise[0], 1.0);
+  EXPECT_DOUBLE_EQ(pairwise[1], -1.0 / 3.0);
+  EXPECT_TRUE(std::isnan(pairwise[2]) && std::isnan(pairwise[3]));
 }
 
 TEST(BoxOpsDeathTest, InvertedBoxIsAnError) {

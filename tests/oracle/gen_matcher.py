@@ -3,7 +3,8 @@
 #   lsa/<i>/cost (R, C) f32 or f64, lsa/<i>/total (f64: scipy's optimum, summed in f64), lsa/<i>/rows, cols
 #     (scipy.optimize.linear_sum_assignment's answer), lsa/<i>/unique (bool: continuous costs, so the
 #     optimal assignment is unique and the indices must match too).
-#   giou/a, giou/b (N, 4) f64 xyxy; giou/iou, giou/giou (N,): torch's pairwise values (non-degenerate pairs).
+#   giou/a, giou/b (N, 4) f64 xyxy; giou/iou (N,): torch's IoU of a[i], b[i]; giou/giou (N, N): torch's GIoU of
+#     a[i], b[j] (pairs with a positive union and hull, zero-width boxes among them).
 #   m/<i>/probs (B, Q, C+1), m/<i>/boxes (B, Q, 4) in f32 or f64; m/<i>/weights (3,) f64 (class, bbox, giou);
 #     m/<i>/<b>/labels (M_b,) i64, m/<i>/<b>/tboxes (M_b, 4); m/<i>/<b>/cost (Q, M_b) f64: DETR's matching
 #     cost computed with torch in f64 from the stored inputs; m/<i>/<b>/pred, m/<i>/<b>/target: scipy's
@@ -85,7 +86,7 @@ def giou_cases(rng, out):
     b[20:30] = a[20:30]  # identical
     out["giou/a"], out["giou/b"] = a, b
     out["giou/iou"] = pairwise_iou(a, b)[0].diagonal()
-    out["giou/giou"] = pairwise_giou(a, b).diagonal()
+    out["giou/giou"] = pairwise_giou(a, b)
 
 
 def matcher_cases(rng, out):
