@@ -24,12 +24,12 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // potentials by the distances keeps r >= 0 and makes r = 0 along the new assignment.
 // c is row-major (n, m); returns the column of every row, (n,).
 std::vector<int64_t> solve_wide(const std::vector<double>& c, int64_t n, int64_t m) {
-  std::vector<double> u(n, 0.0), v(m, 0.0);
-  std::vector<int64_t> col_of_row(n, -1), row_of_col(m, -1);
-  std::vector<double> dist(m);          // (m,) shortest path length found so far from s to each column
-  std::vector<int64_t> prev_row(m);     // (m,) row the shortest path to each column comes from
-  std::vector<int64_t> unsettled(m);    // (m,) columns whose distance is not final yet, first n_unsettled
-  std::vector<int64_t> settled_rows, settled_cols;
+  std::vector<double> u(n, 0.0), v(m, 0.0);                   // (n,), (m,) potentials
+  std::vector<int64_t> col_of_row(n, -1), row_of_col(m, -1);  // (n,), (m,) the assignment so far, -1: free
+  std::vector<double> dist(m);       // (m,) shortest path length found so far from s to each column
+  std::vector<int64_t> prev_row(m);  // (m,) row the shortest path to each column comes from
+  std::vector<int64_t> unsettled(m);  // (m,) columns whose distance is not final yet, the first n_unsettled
+  std::vector<int64_t> settled_rows, settled_cols;  // (<= n,), (<= m,) reached by this search, in order
   for (int64_t s = 0; s < n; ++s) {
     std::fill(dist.begin(), dist.end(), kInf);
     for (int64_t j = 0; j < m; ++j) unsettled[j] = j;
@@ -57,8 +57,8 @@ std::vector<int64_t> solve_wide(const std::vector<double>& c, int64_t n, int64_t
           best_k = k;
         }
       }
-      CHECK(best < kInf) << "linear_sum_assignment: cost matrix is infeasible (row " << s
-                         << " reaches no free column through finite costs)";
+      CHECK(best < kInf) << "linear_sum_assignment: cost matrix is infeasible (every assignment of "
+                         << n << " pairs uses a +inf cost)";
       reach = best;
       const int64_t j = unsettled[best_k];
       unsettled[best_k] = unsettled[--n_unsettled];

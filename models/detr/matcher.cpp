@@ -36,7 +36,7 @@ void check_input(const MatcherInput<T>& in) {
 
 // The cost matrix of image b, (Q, M_b), for a checked input.
 template <typename T>
-std::vector<double> image_cost(const HungarianMatcher& w, const MatcherInput<T>& in, int64_t b) {
+std::vector<double> image_cost(const HungarianMatcher& weights, const MatcherInput<T>& in, int64_t b) {
   const int64_t Q = in.queries, C = in.classes, M = static_cast<int64_t>(in.labels[b].size());
   const std::span<const T> probs = in.probs.subspan(b * Q * C, Q * C);  // (Q, C+1)
   const std::span<const T> boxes = in.boxes.subspan(b * Q * 4, Q * 4);  // (Q, 4)
@@ -57,7 +57,7 @@ std::vector<double> image_cost(const HungarianMatcher& w, const MatcherInput<T>&
       for (int k = 0; k < 4; ++k) l1 += std::fabs(preds[q][k] - targets[t][k]);
       const double p = probs[q * C + in.labels[b][t]];
       double& c = cost[q * M + t];
-      c = w.cost_bbox * l1 + w.cost_class * -p + w.cost_giou * -c;
+      c = weights.cost_bbox * l1 + weights.cost_class * -p + weights.cost_giou * -c;
       CHECK(std::isfinite(c)) << "matcher: image " << b << ", query " << q << ", target " << t << ": cost " << c
                               << " (non-finite predictions or targets?)";
     }

@@ -62,7 +62,8 @@ double total(std::span<const T> cost, int64_t cols, const Assignment& a) {
   return ::testing::AssertionSuccess();
 }
 
-// The minimum over every assignment, by trying them all: row r of the shorter side takes each free column.
+// The minimum over every assignment, by trying them all: each row of the shorter side in turn takes each free
+// column of the longer one.
 double brute_force_min(const std::vector<double>& c, int64_t rows, int64_t cols) {
   const bool tall = rows > cols;
   const int64_t n = tall ? cols : rows, m = tall ? rows : cols;
