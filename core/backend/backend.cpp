@@ -1,5 +1,5 @@
 // The narrow per-device compute interface every op goes through; CPU and CUDA implement it.
-// This file keeps the registry that maps a device kind to its backend, and the AdamW slot check.
+// This file keeps the registry that maps a device kind to its backend and the argument checks shared by backends.
 #include "core/backend/backend.h"
 
 #include <cmath>
@@ -62,6 +62,36 @@ void check_adamw_slot(const AdamWSlot& s, size_t index, const char* what) {
   CHECK(std::isfinite(s.step_size) && std::isfinite(s.decay) && s.bc2_sqrt > 0.0)
       << what << ": slot " << index << ": step_size " << s.step_size << ", bc2_sqrt " << s.bc2_sqrt << ", decay "
       << s.decay << ": finite coefficients and bc2_sqrt > 0 expected";
+}
+
+void check_conv_geometry(const ConvGeometry& g, const char* what) {
+  CHECK(g.channels > 0 && g.height > 0 && g.width > 0)
+      << what << ": images of C " << g.channels << ", H " << g.height << ", W " << g.width << " must be non-empty";
+  CHECK(g.kernel_h > 0 && g.kernel_w > 0 && g.stride_h > 0 && g.stride_w > 0 && g.dilation_h > 0 && g.dilation_w > 0 &&
+        g.pad_h >= 0 && g.pad_w >= 0)
+      << what << ": kernel " << g.kernel_h << "x" << g.kernel_w << ", stride " << g.stride_h << "x" << g.stride_w
+      << ", dilation " << g.dilation_h << "x" << g.dilation_w << " must be positive and padding " << g.pad_h << "x"
+      << g.pad_w << " non-negative";
+  CHECK(g.height + 2 * g.pad_h >= g.dilation_h * (g.kernel_h - 1) + 1 &&
+        g.width + 2 * g.pad_w >= g.dilation_w * (g.kernel_w - 1) + 1)
+      << what << ": a " << g.kernel_h << "x" << g.kernel_w << " kernel with dilation " << g.dilation_h << "x"
+      << g.dilation_w << " does not fit a padded " << g.height << "x" << g.width << " image (padding " << g.pad_h
+      << "x" << g.pad_w << ")";
+}
+
+void check_im2col_args(const Tensor& image, const Tensor& col, const ConvGeometry& g, const char* what) {
+  check_conv_geometry(g, what);
+  CHECK(image.defined() && col.defined()) << what << ": undefined image or col";
+  CHECK(image.dim() == 4 && image.size(1) == g.channels && image.size(2) == g.height && image.size(3) == g.width)
+      << what << ": image " << image.str() << " is not (B, " << g.channels << ", " << g.height << ", " << g.width
+      << ")";
+  CHECK(col.dim() == 3 && col.size(0) == image.size(0) && col.size(1) == g.col_rows() && col.size(2) == g.col_cols())
+      << what << ": col " << col.str() << " is not (" << image.size(0) << ", " << g.col_rows() << ", " << g.col_cols()
+      << ")";
+  CHECK(image.dtype() == col.dtype() && image.device() == col.device())
+      << what << ": image " << image.str() << " and col " << col.str() << " differ in dtype or device";
+  CHECK(image.is_contiguous() && col.is_contiguous())
+      << what << ": image " << image.str() << " and col " << col.str() << " must be contiguous";
 }
 
 Backend& backend_for(Device device) {

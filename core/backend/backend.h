@@ -34,6 +34,28 @@ struct AdamWSlot {
 // CHECK-fails, naming `what` and the slot, unless `s` is as AdamWSlot describes (any one device).
 void check_adamw_slot(const AdamWSlot& s, size_t index, const char* what);
 
+// The window geometry of a 2-d convolution or pooling over images (B, C, H, W): output (oh, ow) and kernel tap
+// (i, j) read input row oh * stride_h - pad_h + i * dilation_h and column ow * stride_w - pad_w + j * dilation_w.
+struct ConvGeometry {
+  int64_t channels = 0, height = 0, width = 0;  // C, H, W of one image
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+  int64_t dilation_h = 1, dilation_w = 1;
+
+  // floor((H + 2 pad - dilation (kernel - 1) - 1) / stride) + 1, as torch (no ceil mode).
+  int64_t out_h() const { return (height + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) / stride_h + 1; }
+  int64_t out_w() const { return (width + 2 * pad_w - dilation_w * (kernel_w - 1) - 1) / stride_w + 1; }
+  int64_t col_rows() const { return channels * kernel_h * kernel_w; }  // C kh kw
+  int64_t col_cols() const { return out_h() * out_w(); }  // OH OW
+};
+// CHECK-fails, naming `what`, unless g has positive sizes, kernel, stride and dilation, non-negative padding and
+// an output of at least one row and column.
+void check_conv_geometry(const ConvGeometry& g, const char* what);
+// CHECK-fails, naming `what`, unless image (B, C, H, W) and col (B, C kh kw, OH OW) fit g, share a dtype and a
+// device and are contiguous.
+void check_im2col_args(const Tensor& image, const Tensor& col, const ConvGeometry& g, const char* what);
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -77,6 +99,13 @@ class Backend {
   // gx (R, C); gw, gb (C) or undefined: written, not accumulated.
   virtual void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
                                   const Tensor& gy, const Tensor& gx, const Tensor& gw, const Tensor& gb) = 0;
+
+  // col (B, C kh kw, OH OW) from x (B, C, H, W): row (c, i, j), column (oh, ow) holds
+  // x[b, c, oh sh - ph + i dh, ow sw - pw + j dw], 0 where that lies outside the image. Contiguous, one dtype.
+  virtual void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g) = 0;
+  // The adjoint of im2col: x[b, c, h, w] = the sum of the col entries im2col reads from (b, c, h, w), 0 where none
+  // does; x written, not accumulated. Contiguous, one dtype.
+  virtual void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g) = 0;
 
   // out = x.index_select(dim, index): x contiguous, index i64 (L) in range, out contiguous.
   virtual void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) = 0;

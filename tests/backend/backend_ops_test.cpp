@@ -349,6 +349,30 @@ void add_layernorm(std::vector<OpCase>& t) {
   }
 }
 
+// Convolution windows: 3x3, the ResNet stem's 7x7 stride 2, a strided 1x1 (downsample), dilation, a non-square
+// kernel with per-dim stride and padding, and a batch large enough for the threaded CPU loops.
+const std::vector<std::pair<std::string, ConvGeometry>> kWindows = {
+    {"3x3 s1 p1 (3, 9, 7)", {3, 9, 7, 3, 3, 1, 1, 1, 1, 1, 1}},
+    {"7x7 s2 p3 (2, 19, 16)", {2, 19, 16, 7, 7, 2, 2, 3, 3, 1, 1}},
+    {"1x1 s2 p0 (4, 8, 7)", {4, 8, 7, 1, 1, 2, 2, 0, 0, 1, 1}},
+    {"3x3 s2 p1 d2 (3, 11, 10)", {3, 11, 10, 3, 3, 2, 2, 1, 1, 2, 2}},
+    {"3x2 s(2, 1) p(1, 0) (2, 6, 9)", {2, 6, 9, 3, 2, 2, 1, 1, 0, 1, 1}},
+    {"3x3 s1 p1 (16, 32, 32)", {16, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1}},
+};
+
+void add_conv(std::vector<OpCase>& t) {
+  for (const auto& [wname, g] : kWindows)
+    for (DType d : kFloats) {
+      const Shape image{2, g.channels, g.height, g.width}, col{2, g.col_rows(), g.col_cols()};
+      t.push_back(exactly({std::string("im2col ") + d + " " + wname, OpFamily::im2col, d,
+                           Ops{Operand::in("x", image, d), Operand::out("col", col, d)},
+                           [g = g](Backend& b, const std::vector<Tensor>& o) { b.im2col(o[0], o[1], g); }}));
+      t.push_back({std::string("col2im ") + d + " " + wname, OpFamily::col2im, d,
+                   Ops{Operand::in("col", col, d), Operand::out("x", image, d)},
+                   [g = g](Backend& b, const std::vector<Tensor>& o) { b.col2im(o[0], o[1], g); }});
+    }
+}
+
 void add_index(std::vector<OpCase>& t) {
   // index_select / index_add along a dim of x (O, D, I) with index (L); dim 0 of a (V, C) table is the embedding
   struct Along {
@@ -508,6 +532,7 @@ const std::vector<OpCase>& op_table() {
     add_softmax(t);
     add_topk(t);
     add_layernorm(t);
+    add_conv(t);
     add_index(t);
     add_cross_entropy(t);
     add_adamw(t);

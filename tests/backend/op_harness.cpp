@@ -55,6 +55,8 @@ class ReferenceBackend final : public Backend {
                           const Tensor& gx, const Tensor& gw, const Tensor& gb) override {
     ref::layernorm_backward(x, w, mean, rstd, gy, gx, gw, gb);
   }
+  void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g) override { ref::im2col(x, col, g); }
+  void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g) override { ref::col2im(col, x, g); }
   void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override {
     ref::index_select(x, dim, index, out);
   }
@@ -176,6 +178,12 @@ class CudaReferenceBackend final : public Backend {
   void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& gy,
                           const Tensor& gx, const Tensor& gw, const Tensor& gb) override {
     gpu::layernorm_backward(x, w, mean, rstd, gy, gx, gw, gb, Impl::reference);
+  }
+  void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g) override {
+    gpu::im2col(x, col, g, Impl::reference);
+  }
+  void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g) override {
+    gpu::col2im(col, x, g, Impl::reference);
   }
   void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override {
     gpu::index_select(x, dim, index, out, Impl::reference);
@@ -399,6 +407,7 @@ const char* family_name(OpFamily family) {
                                                  "gemm",           "gemm_epilogue",
                                                  "softmax",        "softmax_backward",
                                                  "layernorm",      "layernorm_backward",
+                                                 "im2col",         "col2im",
                                                  "index_select",   "index_add",
                                                  "gather",         "scatter_add",
                                                  "cross_entropy",  "cross_entropy_backward",

@@ -32,6 +32,8 @@ enum class OpFamily : uint8_t {
   softmax_backward,
   layernorm,
   layernorm_backward,
+  im2col,
+  col2im,
   index_select,
   index_add,
   gather,

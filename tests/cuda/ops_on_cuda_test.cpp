@@ -157,6 +157,25 @@ std::vector<OpCase> norm_cases() {
   return v;
 }
 
+std::vector<OpCase> vision_cases() {
+  std::vector<OpCase> v;
+  v.push_back({"conv/conv2d_3x3", {{2, 3, 9, 8}, {4, 3, 3, 3}, {4}}, [](auto& x, auto&) {
+                 return std::vector{conv2d(x[0], x[1], x[2], {.padding = 1})};
+               }});
+  v.push_back({"conv/conv2d_stem", {{2, 3, 16, 13}, {4, 3, 7, 7}}, [](auto& x, auto&) {
+                 return std::vector{conv2d(x[0], x[1], Tensor(), {.stride = 2, .padding = 3})};
+               }});
+  v.push_back({"conv/conv2d_1x1", {{2, 8, 5, 6}, {6, 8, 1, 1}}, [](auto& x, auto&) {
+                 return std::vector{conv2d(x[0], x[1], Tensor()), conv2d(x[0], x[1], Tensor(), {.stride = 2})};
+               }});
+  v.push_back({"conv/conv2d_dilated_chunked", {{3, 2, 9, 10}, {3, 2, 3, 3}, {3}}, [](auto& x, auto&) {
+                 Conv2dOptions o{.padding = 2, .dilation = 2};
+                 o.max_col_bytes = 1;
+                 return std::vector{conv2d(x[0], x[1], x[2], o)};
+               }});
+  return v;
+}
+
 std::vector<OpCase> index_cases() {
   std::vector<OpCase> v;
   v.push_back({"embedding/i64_ids", {{10, 6}}, [](auto& x, auto& c) {
@@ -311,7 +330,8 @@ std::vector<OpCase> optim_cases() {
 
 std::vector<OpCase> all_cases() {
   std::vector<OpCase> all;
-  for (auto part : {elementwise_cases(), reduce_cases(), matmul_cases(), norm_cases(), index_cases(), shape_cases(),
+  for (auto part : {elementwise_cases(), reduce_cases(), matmul_cases(), norm_cases(), vision_cases(), index_cases(),
+                    shape_cases(),
                     loss_cases(), attention_and_random_cases(), optim_cases()})
     all.insert(all.end(), part.begin(), part.end());
   return all;
@@ -420,7 +440,7 @@ const std::vector<std::string> kAuditedOps = {
     "elementwise/pow", "elementwise/relu", "elementwise/gelu", "elementwise/tanh", "elementwise/sigmoid",
     "elementwise/compare", "elementwise/inplace", "reduce/sum", "reduce/mean", "reduce/max", "reduce/argmax",
     "reduce/topk", "reduce/sum_to", "matmul/matmul", "matmul/linear", "softmax/softmax", "softmax/log_softmax",
-    "layernorm/affine", "embedding/i64_ids", "indexing/masked_fill", "indexing/where", "indexing/index_select",
+    "layernorm/affine", "conv/conv2d_3x3", "conv/conv2d_stem", "conv/conv2d_1x1", "embedding/i64_ids", "indexing/masked_fill", "indexing/where", "indexing/index_select",
     "indexing/gather", "join/cat", "join/stack", "join/split", "view/contiguous", "view/reshape_copy",
     "dropout/dropout", "loss/cross_entropy_mean", "loss/label_smoothing", "attention/plain", "attention/causal",
     "attention/dropout", "factory/arange", "factory/constants", "factory/random", "factory/to_dtype",

@@ -309,12 +309,29 @@ def gen_view(f):
     f.case("narrow_matmul", lambda t, p: t["x"].narrow(p["dim"], p["start"], p["length"]) @ t["b"],
            {"x": f.randn(4, 5), "b": f.randn(3, 2)}, {"dim": 1, "start": 1, "length": 3})
 
+# ---------------------------------------------------------------- vision: conv2d
+def gen_vision(f):
+    conv = lambda t, p: F.conv2d(t["x"], t["w"], t.get("b"), stride=tuple(p["stride"]), padding=tuple(p["padding"]),
+                                 dilation=tuple(p["dilation"]))
+    for xs, ws, stride, padding, dilation in [
+            ((2, 3, 6, 5), (4, 3, 1, 1), [1, 1], [0, 0], [1, 1]),  # pointwise
+            ((2, 4, 7, 6), (3, 4, 1, 1), [2, 2], [0, 0], [1, 1]),  # downsample
+            ((2, 3, 8, 7), (5, 3, 3, 3), [1, 1], [1, 1], [1, 1]),
+            ((1, 3, 9, 10), (4, 3, 3, 3), [2, 2], [1, 1], [1, 1]),
+            ((2, 2, 9, 8), (3, 2, 3, 3), [1, 1], [2, 2], [2, 2]),
+            ((1, 3, 16, 13), (4, 3, 7, 7), [2, 2], [3, 3], [1, 1]),  # stem
+            ((2, 2, 7, 9), (3, 2, 3, 2), [2, 1], [1, 0], [1, 2])]:  # non-square everything
+        params = {"stride": stride, "padding": padding, "dilation": dilation}
+        f.case("conv2d", conv, {"x": f.randn(*xs), "w": f.randn(*ws) * 0.5, "b": f.randn(ws[0])}, params)
+        f.case("conv2d", conv, {"x": f.randn(*xs), "w": f.randn(*ws) * 0.5}, params)
+
+
 def main():
     outdir = sys.argv[1]
     os.makedirs(outdir, exist_ok=True)
     for seed, (name, gen) in enumerate([("matmul", gen_matmul), ("elementwise", gen_elementwise),
                                         ("reduce", gen_reduce), ("loss", gen_loss), ("select", gen_select),
-                                        ("view", gen_view)]):
+                                        ("view", gen_view), ("vision", gen_vision)]):
         family = Family(name, seed=1000 + seed)
         gen(family)
         family.write(outdir)

@@ -60,6 +60,9 @@ void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_in
                    const Tensor& lse);
 void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse, const Tensor& gloss,
                             int64_t ignore_index, double eps, const Tensor& glogits);
+// reference_conv.cpp. x (B, C, H, W), col (B, C kh kw, OH OW) as Backend::im2col / col2im describe them.
+void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g);
+void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g);
 // Backend::adamw one element at a time, unthreaded. Unlike the other reference kernels it computes in the target's
 // dtype (f32 or f64, not double), in torch's order, since that is AdamW's contract: the CPU's loop matches it bit
 // for bit. Slots as Backend::adamw takes them (contiguous).

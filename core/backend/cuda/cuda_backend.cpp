@@ -306,6 +306,16 @@ void CudaBackend::layernorm_backward(const Tensor& x, const Tensor& w, const Ten
   gpu::layernorm_backward(x, w, mean, rstd, gy, gx, gw, gb);
 }
 
+void CudaBackend::im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g) {
+  CudaDeviceGuard guard(col.device());
+  gpu::im2col(x, col, g);
+}
+
+void CudaBackend::col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g) {
+  CudaDeviceGuard guard(x.device());
+  gpu::col2im(col, x, g);
+}
+
 void CudaBackend::index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) {
   CudaDeviceGuard g(out.device());
   gpu::index_select(x, dim, index, out);

@@ -30,6 +30,8 @@ class CudaBackend final : public Backend {
                  const Tensor& mean, const Tensor& rstd) override;
   void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
                           const Tensor& gy, const Tensor& gx, const Tensor& gw, const Tensor& gb) override;
+  void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g) override;
+  void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g) override;
   void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override;
   void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override;
   void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override;

@@ -48,6 +48,10 @@ void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, co
 void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& gy,
                         const Tensor& gx, const Tensor& gw, const Tensor& gb, Impl impl = Impl::fast);
 
+// cuda_conv.cu: x (B, C, H, W) and col (B, C kh kw, OH OW) contiguous, one float dtype (Backend::im2col/col2im).
+void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g, Impl impl = Impl::fast);
+void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g, Impl impl = Impl::fast);
+
 // cuda_index.cu: x/out contiguous; index i64 (L) for index_select/index_add ((O, D, I) <-> (O, L, I)),
 // index with out's (gather) or src's (scatter_add) shape. index_add/scatter_add are deterministic (a sort and
 // segmented sums in source order; scratch of O*L*W accumulators) but for Impl::atomic.
