@@ -94,6 +94,23 @@ void check_im2col_args(const Tensor& image, const Tensor& col, const ConvGeometr
       << what << ": image " << image.str() << " and col " << col.str() << " must be contiguous";
 }
 
+void check_max_pool_args(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g,
+                         const char* what) {
+  check_conv_geometry(g, what);
+  CHECK(x.defined() && y.defined() && indices.defined()) << what << ": undefined x, y or indices";
+  CHECK(x.dim() == 4 && x.size(1) == g.channels && x.size(2) == g.height && x.size(3) == g.width)
+      << what << ": x " << x.str() << " is not (B, " << g.channels << ", " << g.height << ", " << g.width << ")";
+  const Shape out{x.size(0), g.channels, g.out_h(), g.out_w()};
+  CHECK(y.shape() == out && indices.shape() == out)
+      << what << ": y " << y.str() << " and indices " << indices.str() << " must be " << shape_str(out);
+  CHECK(y.dtype() == x.dtype() && indices.dtype() == DType::i64)
+      << what << ": y " << y.str() << " must have x's dtype and indices " << indices.str() << " be i64";
+  CHECK(y.device() == x.device() && indices.device() == x.device() && x.is_contiguous() && y.is_contiguous() &&
+        indices.is_contiguous())
+      << what << ": x " << x.str() << ", y " << y.str() << " and indices " << indices.str()
+      << " must be contiguous on one device";
+}
+
 Backend& backend_for(Device device) {
   if (device.is_cpu()) return cpu_backend();
   Backend* b = g_backends[static_cast<int>(device.type)];

@@ -55,6 +55,10 @@ void check_conv_geometry(const ConvGeometry& g, const char* what);
 // CHECK-fails, naming `what`, unless image (B, C, H, W) and col (B, C kh kw, OH OW) fit g, share a dtype and a
 // device and are contiguous.
 void check_im2col_args(const Tensor& image, const Tensor& col, const ConvGeometry& g, const char* what);
+// CHECK-fails, naming `what`, unless x (B, C, H, W) and y (B, C, OH, OW) fit g and share a dtype, indices is i64
+// shaped like y, and all are contiguous on one device.
+void check_max_pool_args(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g,
+                         const char* what);
 
 class Backend {
  public:
@@ -106,6 +110,11 @@ class Backend {
   // The adjoint of im2col: x[b, c, h, w] = the sum of the col entries im2col reads from (b, c, h, w), 0 where none
   // does; x written, not accumulated. Contiguous, one dtype.
   virtual void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g) = 0;
+
+  // y (B, C, OH, OW) = the max of x (B, C, H, W) over each window of g, padding counting as -inf; a NaN wins.
+  // indices (i64, y's shape) = h W + w of the window's first maximum (row-major window order; a later NaN replaces
+  // it), or of its first position inside the image when every value is -inf. All contiguous.
+  virtual void max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g) = 0;
 
   // out = x.index_select(dim, index): x contiguous, index i64 (L) in range, out contiguous.
   virtual void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) = 0;

@@ -14,6 +14,7 @@
 #include "core/ops/layernorm.h"
 #include "core/ops/loss.h"
 #include "core/ops/matmul.h"
+#include "core/ops/pool.h"
 #include "core/ops/reduce.h"
 #include "core/ops/softmax.h"
 #include "core/ops/view.h"

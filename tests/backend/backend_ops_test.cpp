@@ -373,6 +373,24 @@ void add_conv(std::vector<OpCase>& t) {
     }
 }
 
+// Max pooling windows: ResNet's 3x3 stride 2 padded, 2x2 stride 2, a stride-1 padded 3x3 on a non-square image,
+// and a batch for the threaded CPU loop. 16-bit floats round the inputs into ties (the first maximum wins).
+void add_max_pool(std::vector<OpCase>& t) {
+  const std::vector<std::pair<std::string, ConvGeometry>> windows = {
+      {"3x3 s2 p1 (3, 9, 8)", {3, 9, 8, 3, 3, 2, 2, 1, 1, 1, 1}},
+      {"2x2 s2 p0 (2, 7, 6)", {2, 7, 6, 2, 2, 2, 2, 0, 0, 1, 1}},
+      {"3x3 s1 p1 (2, 5, 11)", {2, 5, 11, 3, 3, 1, 1, 1, 1, 1, 1}},
+      {"3x3 s2 p1 (16, 32, 32)", {16, 32, 32, 3, 3, 2, 2, 1, 1, 1, 1}}};
+  for (const auto& [wname, g] : windows)
+    for (DType d : kFloats) {
+      const Shape out{2, g.channels, g.out_h(), g.out_w()};
+      t.push_back(exactly({std::string("max_pool2d ") + d + " " + wname, OpFamily::max_pool2d, d,
+                           Ops{Operand::in("x", {2, g.channels, g.height, g.width}, d), Operand::out("y", out, d),
+                               Operand::out("indices", out, DType::i64)},
+                           [g = g](Backend& b, const std::vector<Tensor>& o) { b.max_pool2d(o[0], o[1], o[2], g); }}));
+    }
+}
+
 void add_index(std::vector<OpCase>& t) {
   // index_select / index_add along a dim of x (O, D, I) with index (L); dim 0 of a (V, C) table is the embedding
   struct Along {
@@ -533,6 +551,7 @@ const std::vector<OpCase>& op_table() {
     add_topk(t);
     add_layernorm(t);
     add_conv(t);
+    add_max_pool(t);
     add_index(t);
     add_cross_entropy(t);
     add_adamw(t);

@@ -57,6 +57,9 @@ class ReferenceBackend final : public Backend {
   }
   void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g) override { ref::im2col(x, col, g); }
   void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g) override { ref::col2im(col, x, g); }
+  void max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g) override {
+    ref::max_pool2d(x, y, indices, g);
+  }
   void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override {
     ref::index_select(x, dim, index, out);
   }
@@ -184,6 +187,9 @@ class CudaReferenceBackend final : public Backend {
   }
   void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g) override {
     gpu::col2im(col, x, g, Impl::reference);
+  }
+  void max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g) override {
+    gpu::max_pool2d(x, y, indices, g, Impl::reference);
   }
   void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override {
     gpu::index_select(x, dim, index, out, Impl::reference);
@@ -408,6 +414,7 @@ const char* family_name(OpFamily family) {
                                                  "softmax",        "softmax_backward",
                                                  "layernorm",      "layernorm_backward",
                                                  "im2col",         "col2im",
+                                                 "max_pool2d",
                                                  "index_select",   "index_add",
                                                  "gather",         "scatter_add",
                                                  "cross_entropy",  "cross_entropy_backward",

@@ -34,6 +34,7 @@ enum class OpFamily : uint8_t {
   layernorm_backward,
   im2col,
   col2im,
+  max_pool2d,
   index_select,
   index_add,
   gather,

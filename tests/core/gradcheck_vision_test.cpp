@@ -1,5 +1,5 @@
 // Finite-difference gradient checks of the vision ops in f64: conv2d (kernels 1, 3, 7, stride, padding,
-// dilation, non-square images and windows, bias on and off, chunked im2col).
+// dilation, non-square images and windows, bias on and off, chunked im2col), max_pool2d, interpolate_nearest.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -75,6 +75,31 @@ TEST(Conv2d, ChunkedEqualsWholeBatchAndShapesFollowTorch) {
   backward(sum(empty));
   EXPECT_ALL_CLOSE(wl.grad(), zeros({4, 3, 3, 3}, DType::f64), 0, 0);
   EXPECT_ALL_CLOSE(bl.grad(), zeros({4}, DType::f64), 0, 0);
+}
+
+TEST(GradcheckMaxPool2d, WindowsWithoutTies) {
+  struct Pool {
+    Shape x;
+    int64_t kernel, stride, padding;
+  };
+  uint64_t seed = 200;
+  for (const Pool& p : {Pool{{2, 3, 7, 6}, 3, 2, 1}, Pool{{1, 2, 6, 8}, 2, 2, 0}, Pool{{2, 1, 5, 4}, 3, 1, 1},
+                        Pool{{1, 2, 9, 5}, 3, 3, 0}, Pool{{1, 1, 4, 4}, 1, 1, 0}}) {
+    const auto pool = [p](const Inputs& v) { return max_pool2d(v[0], p.kernel, p.stride, p.padding); };
+    EXPECT_TRUE(gradcheck(pool, {distinct64(p.x, ++seed)})) << shape_str(p.x) << " kernel " << p.kernel;
+  }
+  // a transposed input, all values negative (the padding must act as -inf, not 0)
+  const Tensor neg = distinct64({3, 2, 6, 5}, 210);
+  EXPECT_TRUE(gradcheck([](const Inputs& v) { return max_pool2d(add(v[0], -10.0), 3, 2, 1); },
+                        {transpose(neg, 2, 3)}));
+}
+
+TEST(GradcheckInterpolateNearest, UpAndDownNonIntegerRatios) {
+  for (auto [h, w] : {std::pair<int64_t, int64_t>{7, 10}, {2, 3}, {5, 4}, {3, 3}}) {
+    const auto up = [h = h, w = w](const Inputs& v) { return interpolate_nearest(v[0], h, w); };
+    EXPECT_TRUE(gradcheck(up, {uniform64({2, 3, 5, 4}, 220 + h)})) << h << "x" << w;
+    EXPECT_TRUE(gradcheck(up, {transposed64({2, 4, 5}, 230 + h)})) << h << "x" << w << " (N, H, W)";
+  }
 }
 
 }  // namespace

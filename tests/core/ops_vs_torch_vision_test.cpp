@@ -1,5 +1,5 @@
-// PyTorch oracle for the vision ops (core/ops/conv.h): conv2d with and without bias over pointwise, strided,
-// padded, dilated, 7x7 and non-square windows, forward and every gradient, f32 and f64.
+// PyTorch oracle for the vision ops (core/ops/conv.h, pool.h): conv2d with and without bias over pointwise, strided,
+// padded, dilated, 7x7 and non-square windows; max_pool2d with ties; nearest interpolation of floats and bool masks.
 #include "tests/core/ops_vs_torch.h"
 
 namespace px::test {
@@ -23,6 +23,23 @@ TEST_P(VisionVsTorch, Conv2d) {
     o.padding_hw = pair_of(r, "padding");
     o.dilation_hw = pair_of(r, "dilation");
     return conv2d(r.in("x"), r.in("w"), r.has("b") ? r.in("b") : Tensor(), o);
+  });
+}
+
+TEST_P(VisionVsTorch, MaxPool2d) {
+  expect_op_matches_torch(file_, "max_pool2d", GetParam(), [](OracleRun& r) {
+    return max_pool2d(r.in("x"), r.integer("kernel"), r.integer("stride"), r.integer("padding"));
+  });
+}
+
+TEST_P(VisionVsTorch, InterpolateNearest) {
+  expect_op_matches_torch(file_, "interpolate_nearest", GetParam(), [](OracleRun& r) {
+    const std::vector<int64_t> size = r.ints("size");
+    return interpolate_nearest(r.in("x"), size.at(0), size.at(1));
+  });
+  expect_op_matches_torch(file_, "interpolate_mask", GetParam(), [](OracleRun& r) {
+    const std::vector<int64_t> size = r.ints("size");
+    return interpolate_nearest(r.in("mask"), size.at(0), size.at(1));
   });
 }
 

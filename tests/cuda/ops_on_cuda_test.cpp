@@ -173,6 +173,13 @@ std::vector<OpCase> vision_cases() {
                  o.max_col_bytes = 1;
                  return std::vector{conv2d(x[0], x[1], x[2], o)};
                }});
+  v.push_back({"pool/max_pool2d", {{2, 3, 9, 8}}, [](auto& x, auto&) {
+                 return std::vector{max_pool2d(x[0], 3, 2, 1), max_pool2d(x[0], 2, 2, 0)};
+               }});
+  v.push_back({"pool/interpolate_nearest", {{2, 3, 5, 4}}, [](auto& x, auto& c) {
+                 const Tensor m = mask({0, 0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 1, 0, 1, 0, 1}, {1, 4, 5}, c);
+                 return std::vector{interpolate_nearest(x[0], 7, 3), interpolate_nearest(m, 2, 3)};
+               }});
   return v;
 }
 
@@ -440,7 +447,8 @@ const std::vector<std::string> kAuditedOps = {
     "elementwise/pow", "elementwise/relu", "elementwise/gelu", "elementwise/tanh", "elementwise/sigmoid",
     "elementwise/compare", "elementwise/inplace", "reduce/sum", "reduce/mean", "reduce/max", "reduce/argmax",
     "reduce/topk", "reduce/sum_to", "matmul/matmul", "matmul/linear", "softmax/softmax", "softmax/log_softmax",
-    "layernorm/affine", "conv/conv2d_3x3", "conv/conv2d_stem", "conv/conv2d_1x1", "embedding/i64_ids", "indexing/masked_fill", "indexing/where", "indexing/index_select",
+    "layernorm/affine", "conv/conv2d_3x3", "conv/conv2d_stem", "conv/conv2d_1x1", "pool/max_pool2d",
+    "pool/interpolate_nearest", "embedding/i64_ids", "indexing/masked_fill", "indexing/where", "indexing/index_select",
     "indexing/gather", "join/cat", "join/stack", "join/split", "view/contiguous", "view/reshape_copy",
     "dropout/dropout", "loss/cross_entropy_mean", "loss/label_smoothing", "attention/plain", "attention/causal",
     "attention/dropout", "factory/arange", "factory/constants", "factory/random", "factory/to_dtype",

@@ -309,7 +309,7 @@ def gen_view(f):
     f.case("narrow_matmul", lambda t, p: t["x"].narrow(p["dim"], p["start"], p["length"]) @ t["b"],
            {"x": f.randn(4, 5), "b": f.randn(3, 2)}, {"dim": 1, "start": 1, "length": 3})
 
-# ---------------------------------------------------------------- vision: conv2d
+# ---------------------------------------------------------------- vision: conv2d, pooling, interpolation
 def gen_vision(f):
     conv = lambda t, p: F.conv2d(t["x"], t["w"], t.get("b"), stride=tuple(p["stride"]), padding=tuple(p["padding"]),
                                  dilation=tuple(p["dilation"]))
@@ -324,6 +324,27 @@ def gen_vision(f):
         params = {"stride": stride, "padding": padding, "dilation": dilation}
         f.case("conv2d", conv, {"x": f.randn(*xs), "w": f.randn(*ws) * 0.5, "b": f.randn(ws[0])}, params)
         f.case("conv2d", conv, {"x": f.randn(*xs), "w": f.randn(*ws) * 0.5}, params)
+
+    pool = lambda t, p: F.max_pool2d(t["x"], p["kernel"], p["stride"], p["padding"])
+    for xs, kernel, stride, padding in [((2, 3, 9, 8), 3, 2, 1), ((1, 2, 6, 7), 2, 2, 0), ((2, 2, 5, 6), 3, 1, 1),
+                                        ((1, 1, 4, 5), 1, 1, 0)]:
+        f.case("max_pool2d", pool, {"x": f.randn(*xs)}, {"kernel": kernel, "stride": stride, "padding": padding})
+    # ties: the first maximum of a window takes the gradient; all negative: the padding is -inf, not 0
+    f.case("max_pool2d", pool, {"x": f.rng.integers(0, 3, (2, 2, 7, 6)).astype(np.float64)},
+           {"kernel": 3, "stride": 2, "padding": 1})
+    f.case("max_pool2d", pool, {"x": -f.uniform(1, 2, 1, 2, 5, 5)}, {"kernel": 3, "stride": 2, "padding": 1})
+
+    # nearest interpolation: torch's index rule for up/down and non-integer ratios; DETR's mask resize (bool)
+    near = lambda t, p: F.interpolate(t["x"], size=tuple(p["size"]), mode="nearest")
+    for xs, size in [((2, 3, 5, 4), [7, 10]), ((1, 2, 13, 11), [4, 3]), ((1, 1, 6, 9), [6, 9]), ((1, 2, 3, 5), [6, 10]),
+                     ((1, 1, 25, 38), [1, 2])]:
+        f.case("interpolate_nearest", near, {"x": f.randn(*xs)}, {"size": size})
+    mask = lambda t, p: F.interpolate(t["mask"][None].float(), size=tuple(p["size"])).to(torch.bool)[0]
+    for ms, size in [((2, 37, 50), [2, 2]), ((1, 800, 1199), [25, 38]), ((1, 7, 5), [3, 2])]:
+        m = np.zeros(ms, dtype=np.bool_)
+        m[0, :, ms[2] * 2 // 3:] = True  # padding on the right of image 0, at the bottom of the last
+        m[-1, ms[1] // 2:, :] = True
+        f.case("interpolate_mask", mask, {"mask": m}, {"size": size})
 
 
 def main():

@@ -1,5 +1,7 @@
-// Plain reference kernels of the window family: im2col / col2im, straight from the definition,
-// one col element at a time through row-major positions, sums in double.
+// Plain reference kernels of the window family: im2col / col2im and max pooling, straight from the definition,
+// one col element (or window tap) at a time through row-major positions, sums in double.
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include "core/backend/cpu/reference_kernels.h"
@@ -42,6 +44,30 @@ void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g) {
     if (dst >= 0) acc[dst] += load(col, p);
   });
   for (int64_t i = 0; i < x.numel(); ++i) store(x, i, acc[i]);
+}
+
+// y = max over the taps inside the image, in tap order: a tap wins when it is greater or NaN; the first tap
+// inside the image holds the index while every value is -inf.
+void max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g) {
+  check_max_pool_args(x, y, indices, g, "ref::max_pool2d");
+  const int64_t taps = g.kernel_h * g.kernel_w, outputs = y.numel();
+  std::vector<double> best(outputs, -std::numeric_limits<double>::infinity());
+  std::vector<int64_t> arg(outputs, -1);
+  for_each_tap(x.size(0), g, [&](int64_t p, int64_t src) {
+    // col position p = ((plane taps + tap) OH + y) OW + x; output position = plane OH OW + y OW + x
+    const int64_t l = g.out_h() * g.out_w(), o = (p / (taps * l)) * l + p % l;
+    if (src < 0) return;
+    const double v = load(x, src);
+    if (arg[o] < 0) arg[o] = src % (g.height * g.width);
+    if (v > best[o] || std::isnan(v)) {
+      best[o] = v;
+      arg[o] = src % (g.height * g.width);
+    }
+  });
+  for (int64_t o = 0; o < outputs; ++o) {
+    store(y, o, best[o]);
+    store(indices, o, static_cast<double>(arg[o]));
+  }
 }
 
 }  // namespace px::ref

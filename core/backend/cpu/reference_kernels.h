@@ -63,6 +63,8 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Te
 // reference_conv.cpp. x (B, C, H, W), col (B, C kh kw, OH OW) as Backend::im2col / col2im describe them.
 void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g);
 void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g);
+// x (B, C, H, W), y and indices (B, C, OH, OW): Backend::max_pool2d's contract.
+void max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g);
 // Backend::adamw one element at a time, unthreaded. Unlike the other reference kernels it computes in the target's
 // dtype (f32 or f64, not double), in torch's order, since that is AdamW's contract: the CPU's loop matches it bit
 // for bit. Slots as Backend::adamw takes them (contiguous).

@@ -316,6 +316,11 @@ void CudaBackend::col2im(const Tensor& col, const Tensor& x, const ConvGeometry&
   gpu::col2im(col, x, g);
 }
 
+void CudaBackend::max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g) {
+  CudaDeviceGuard guard(y.device());
+  gpu::max_pool2d(x, y, indices, g);
+}
+
 void CudaBackend::index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) {
   CudaDeviceGuard g(out.device());
   gpu::index_select(x, dim, index, out);

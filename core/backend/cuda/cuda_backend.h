@@ -32,6 +32,7 @@ class CudaBackend final : public Backend {
                           const Tensor& gy, const Tensor& gx, const Tensor& gw, const Tensor& gb) override;
   void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g) override;
   void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g) override;
+  void max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g) override;
   void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override;
   void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override;
   void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override;

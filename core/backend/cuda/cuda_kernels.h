@@ -52,6 +52,10 @@ void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, co
 void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g, Impl impl = Impl::fast);
 void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g, Impl impl = Impl::fast);
 
+// cuda_pool.cu: x (B, C, H, W), y and indices i64 (B, C, OH, OW), contiguous (Backend::max_pool2d).
+void max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g,
+                Impl impl = Impl::fast);
+
 // cuda_index.cu: x/out contiguous; index i64 (L) for index_select/index_add ((O, D, I) <-> (O, L, I)),
 // index with out's (gather) or src's (scatter_add) shape. index_add/scatter_add are deterministic (a sort and
 // segmented sums in source order; scratch of O*L*W accumulators) but for Impl::atomic.
