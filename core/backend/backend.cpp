@@ -111,6 +111,22 @@ void check_max_pool_args(const Tensor& x, const Tensor& y, const Tensor& indices
       << " must be contiguous on one device";
 }
 
+void check_channel_args(const Tensor& x, std::initializer_list<const Tensor*> same_shape,
+                        std::initializer_list<const Tensor*> params, std::initializer_list<const Tensor*> stats,
+                        const char* what) {
+  CHECK(x.defined() && x.dim() == 3 && is_floating(x.dtype()) && x.is_contiguous())
+      << what << ": x must be a contiguous float (N, C, L), got " << (x.defined() ? x.str() : "undefined");
+  const auto check = [&](const Tensor* t, const Shape& shape, DType dtype, const char* kind) {
+    if (!t->defined()) return;
+    CHECK(t->shape() == shape && t->dtype() == dtype && t->device() == x.device() && t->is_contiguous())
+        << what << ": " << kind << " " << t->str() << " must be a contiguous " << dtype_name(dtype)
+        << shape_str(shape) << " beside x " << x.str();
+  };
+  for (const Tensor* t : same_shape) check(t, x.shape(), x.dtype(), "tensor");
+  for (const Tensor* t : params) check(t, {x.size(1)}, x.dtype(), "per-channel parameter");
+  for (const Tensor* t : stats) check(t, {x.size(1)}, master_dtype(x.dtype()), "per-channel statistic");
+}
+
 Backend& backend_for(Device device) {
   if (device.is_cpu()) return cpu_backend();
   Backend* b = g_backends[static_cast<int>(device.type)];

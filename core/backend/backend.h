@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,12 @@ void check_conv_geometry(const ConvGeometry& g, const char* what);
 void check_im2col_args(const Tensor& image, const Tensor& col, const ConvGeometry& g, const char* what);
 // CHECK-fails, naming `what`, unless x (B, C, H, W) and y (B, C, OH, OW) fit g and share a dtype, indices is i64
 // shaped like y, and all are contiguous on one device.
+// CHECK-fails, naming `what`, unless x is a contiguous float (N, C, L), every defined tensor of `same_shape` is x's
+// shape and dtype, of `params` a (C) of x's dtype and of `stats` a (C) of master_dtype(x), all contiguous on x's
+// device (the batch norm kernels' operands).
+void check_channel_args(const Tensor& x, std::initializer_list<const Tensor*> same_shape,
+                        std::initializer_list<const Tensor*> params, std::initializer_list<const Tensor*> stats,
+                        const char* what);
 void check_max_pool_args(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g,
                          const char* what);
 
@@ -115,6 +122,20 @@ class Backend {
   // indices (i64, y's shape) = h W + w of the window's first maximum (row-major window order; a later NaN replaces
   // it), or of its first position inside the image when every value is -inf. All contiguous.
   virtual void max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g) = 0;
+
+  // Over x (N, C, L), per channel c with M = N L elements: mean_c and the biased var_c = sum (x - mean_c)^2 / M.
+  // mean, var (C) in the statistics dtype, master_dtype(x): f32, f64 for f64. Contiguous.
+  virtual void batchnorm_stats(const Tensor& x, const Tensor& mean, const Tensor& var) = 0;
+  // y = x * scale_c + shift_c over x, y (N, C, L) of one dtype; scale, shift (C) in the statistics dtype, shift
+  // undefined for 0. Contiguous; y may be x.
+  virtual void channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift, const Tensor& y) = 0;
+  // Over x, gy (N, C, L) with xhat = (x - mean_c) invstd_c, M = N L: gb_c = sum gy, gw_c = sum gy xhat, and
+  // gx = w_c invstd_c (gy - (gb_c + xhat gw_c) / M) when batch_stats (mean, invstd are x's own), else
+  // gx = w_c invstd_c gy. w (C) x's dtype or undefined (1); mean, invstd (C) statistics dtype; gx (x's shape), gw, gb
+  // (C) x's dtype, each optional, written. Contiguous.
+  virtual void batchnorm_backward(const Tensor& x, const Tensor& gy, const Tensor& w, const Tensor& mean,
+                                  const Tensor& invstd, bool batch_stats, const Tensor& gx, const Tensor& gw,
+                                  const Tensor& gb) = 0;
 
   // out = x.index_select(dim, index): x contiguous, index i64 (L) in range, out contiguous.
   virtual void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) = 0;

@@ -391,6 +391,43 @@ void add_max_pool(std::vector<OpCase>& t) {
     }
 }
 
+// Batch norm over (N, C, L): a few channels of many elements, many of few (L = 1: BatchNorm1d's layout), one large
+// enough for the threaded CPU loops; the per-channel affine with and without shift; the backward with batch and
+// running statistics, with and without weight and gx.
+void add_batchnorm(std::vector<OpCase>& t) {
+  for (DType d : kFloats)
+    for (const Shape& s : {Shape{4, 3, 50}, Shape{8, 5, 1}, Shape{1, 7, 33}, Shape{2, 16, 1024}}) {
+      const int64_t c = s[1];
+      const DType sd = stat_dtype(d);
+      const std::string where = std::string(" ") + d + " " + s;
+      t.push_back({"batchnorm_stats" + where, OpFamily::batchnorm_stats, d,
+                   Ops{Operand::in("x", s, d).range(-3, 4), Operand::out("mean", {c}, sd), Operand::out("var", {c}, sd)},
+                   [](Backend& b, const std::vector<Tensor>& o) { b.batchnorm_stats(o[0], o[1], o[2]); }});
+      for (bool shift : {true, false})
+        t.push_back({"channel_affine" + where + (shift ? "" : " without shift"), OpFamily::channel_affine, d,
+                     Ops{Operand::in("x", s, d), Operand::in("scale", {c}, sd),
+                         shift ? Operand::in("shift", {c}, sd) : Operand::absent("shift"), Operand::out("y", s, d)},
+                     [](Backend& b, const std::vector<Tensor>& o) { b.channel_affine(o[0], o[1], o[2], o[3]); }});
+      for (bool batch_stats : {true, false})
+        for (bool weight : {true, false})
+          for (bool with_gx : {true, false}) {
+            if (!with_gx && !weight) continue;
+            t.push_back(
+                {"batchnorm_backward" + where + (batch_stats ? " batch" : " running") + " statistics" +
+                     (weight ? " with weight" : "") + (with_gx ? "" : " without gx"),
+                 OpFamily::batchnorm_backward, d,
+                 Ops{Operand::in("x", s, d).range(-3, 4), Operand::in("gy", s, d),
+                     weight ? Operand::in("w", {c}, d) : Operand::absent("w"), Operand::in("mean", {c}, sd).range(0, 1),
+                     Operand::in("invstd", {c}, sd).range(0.5, 2),
+                     with_gx ? Operand::out("gx", s, d) : Operand::absent("gx"),
+                     weight ? Operand::out("gw", {c}, d) : Operand::absent("gw"), Operand::out("gb", {c}, d)},
+                 [batch_stats](Backend& b, const std::vector<Tensor>& o) {
+                   b.batchnorm_backward(o[0], o[1], o[2], o[3], o[4], batch_stats, o[5], o[6], o[7]);
+                 }});
+          }
+    }
+}
+
 void add_index(std::vector<OpCase>& t) {
   // index_select / index_add along a dim of x (O, D, I) with index (L); dim 0 of a (V, C) table is the embedding
   struct Along {
@@ -552,6 +589,7 @@ const std::vector<OpCase>& op_table() {
     add_layernorm(t);
     add_conv(t);
     add_max_pool(t);
+    add_batchnorm(t);
     add_index(t);
     add_cross_entropy(t);
     add_adamw(t);

@@ -1,5 +1,6 @@
 // Finite-difference gradient checks of the vision ops in f64: conv2d (kernels 1, 3, 7, stride, padding,
-// dilation, non-square images and windows, bias on and off, chunked im2col), max_pool2d, interpolate_nearest.
+// dilation, non-square images and windows, bias on and off, chunked im2col), max_pool2d, interpolate_nearest,
+// batch_norm (batch and running statistics) and frozen_batch_norm.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -99,6 +100,35 @@ TEST(GradcheckInterpolateNearest, UpAndDownNonIntegerRatios) {
     const auto up = [h = h, w = w](const Inputs& v) { return interpolate_nearest(v[0], h, w); };
     EXPECT_TRUE(gradcheck(up, {uniform64({2, 3, 5, 4}, 220 + h)})) << h << "x" << w;
     EXPECT_TRUE(gradcheck(up, {transposed64({2, 4, 5}, 230 + h)})) << h << "x" << w << " (N, H, W)";
+  }
+}
+
+TEST(GradcheckBatchNorm, BatchStatisticsWithAndWithoutAffine) {
+  const auto bn = [](bool w, bool b) {
+    return [w, b](const Inputs& v) {
+      return batch_norm(v[0], w ? v[1] : Tensor(), b ? v[2] : Tensor(), Tensor(), Tensor(), /*training=*/true, 0.1,
+                        1e-3);
+    };
+  };
+  const Tensor w = uniform64({3}, 301, 0.5, 1.5), b = uniform64({3}, 302);
+  for (const Tensor& x : {uniform64({2, 3, 4, 5}, 303, -2, 2), transposed64({3, 3, 5, 4}, 304, -2, 2),
+                          uniform64({6, 3}, 305, -2, 2), uniform64({4, 3, 7}, 306, -2, 2)}) {
+    EXPECT_TRUE(gradcheck(bn(true, true), {x, w, b})) << x.str();
+    EXPECT_TRUE(gradcheck(bn(false, false), {x, w, b})) << x.str() << " without affine";
+    EXPECT_TRUE(gradcheck(bn(true, false), {x, w, b})) << x.str() << " without bias";
+  }
+}
+
+TEST(GradcheckBatchNorm, RunningStatisticsAndFrozen) {
+  const Tensor rm = uniform64({4}, 311), rv = uniform64({4}, 312, 0.5, 2.0);
+  const Tensor w = uniform64({4}, 313, 0.5, 1.5), b = uniform64({4}, 314);
+  const auto eval = [rm, rv](const Inputs& v) { return batch_norm(v[0], v[1], v[2], rm, rv, /*training=*/false); };
+  const auto frozen = [w, b, rm, rv](const Inputs& v) { return frozen_batch_norm(v[0], w, b, rm, rv); };
+  for (const Tensor& x : {uniform64({2, 4, 3, 5}, 315, -2, 2), transposed64({1, 4, 5, 3}, 316, -2, 2)}) {
+    EXPECT_TRUE(gradcheck(eval, {x, w, b})) << x.str();
+    EXPECT_TRUE(gradcheck(frozen, {x})) << x.str();
+    // frozen batch norm is eval batch norm with fixed buffers
+    EXPECT_ALL_CLOSE(frozen_batch_norm(x, w, b, rm, rv), batch_norm(x, w, b, rm, rv, false), 1e-14, 1e-14);
   }
 }
 

@@ -1,5 +1,6 @@
-// PyTorch oracle for the vision ops (core/ops/conv.h, pool.h): conv2d with and without bias over pointwise, strided,
-// padded, dilated, 7x7 and non-square windows; max_pool2d with ties; nearest interpolation of floats and bool masks.
+// PyTorch oracle for the vision ops (core/ops/conv.h, pool.h, batchnorm.h): conv2d with and without bias over
+// pointwise, strided, padded, dilated, 7x7 and non-square windows; max_pool2d with ties; nearest interpolation of
+// floats and bool masks; batch_norm with batch statistics.
 #include "tests/core/ops_vs_torch.h"
 
 namespace px::test {
@@ -40,6 +41,13 @@ TEST_P(VisionVsTorch, InterpolateNearest) {
   expect_op_matches_torch(file_, "interpolate_mask", GetParam(), [](OracleRun& r) {
     const std::vector<int64_t> size = r.ints("size");
     return interpolate_nearest(r.in("mask"), size.at(0), size.at(1));
+  });
+}
+
+TEST_P(VisionVsTorch, BatchNormWithBatchStatistics) {
+  expect_op_matches_torch(file_, "batch_norm", GetParam(), [](OracleRun& r) {
+    return batch_norm(r.in("x"), r.has("w") ? r.in("w") : Tensor(), r.has("b") ? r.in("b") : Tensor(), Tensor(),
+                      Tensor(), /*training=*/true, 0.1, r.num("eps"));
   });
 }
 

@@ -180,6 +180,21 @@ std::vector<OpCase> vision_cases() {
                  const Tensor m = mask({0, 0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 1, 0, 1, 0, 1}, {1, 4, 5}, c);
                  return std::vector{interpolate_nearest(x[0], 7, 3), interpolate_nearest(m, 2, 3)};
                }});
+  // running statistics as f32 buffers (also for 16-bit inputs), updated in training and returned after it
+  const auto buffers = [](const Ctx& c) {
+    return std::pair{to_device(from_vector(std::vector<double>{0.1, -0.2, 0.3}, {3}), c.dev),
+                     to_device(from_vector(std::vector<double>{1.5, 0.5, 2.0}, {3}), c.dev)};
+  };
+  v.push_back({"batchnorm/train", {{4, 3, 5, 6}, {3}, {3}}, [buffers](auto& x, auto& c) {
+                 auto [rm, rv] = buffers(c);
+                 const Tensor y = batch_norm(x[0], x[1], x[2], rm, rv, true);
+                 return std::vector{y, batch_norm(x[0], Tensor(), Tensor(), Tensor(), Tensor(), true), rm, rv};
+               }});
+  v.push_back({"batchnorm/eval_and_frozen", {{2, 3, 4, 5}, {3}, {3}}, [buffers](auto& x, auto& c) {
+                 auto [rm, rv] = buffers(c);
+                 return std::vector{batch_norm(x[0], x[1], x[2], rm, rv, false),
+                                    frozen_batch_norm(x[0], x[1].detach(), x[2].detach(), rm, rv)};
+               }});
   return v;
 }
 
@@ -448,7 +463,7 @@ const std::vector<std::string> kAuditedOps = {
     "elementwise/compare", "elementwise/inplace", "reduce/sum", "reduce/mean", "reduce/max", "reduce/argmax",
     "reduce/topk", "reduce/sum_to", "matmul/matmul", "matmul/linear", "softmax/softmax", "softmax/log_softmax",
     "layernorm/affine", "conv/conv2d_3x3", "conv/conv2d_stem", "conv/conv2d_1x1", "pool/max_pool2d",
-    "pool/interpolate_nearest", "embedding/i64_ids", "indexing/masked_fill", "indexing/where", "indexing/index_select",
+    "pool/interpolate_nearest", "batchnorm/train", "batchnorm/eval_and_frozen", "embedding/i64_ids", "indexing/masked_fill", "indexing/where", "indexing/index_select",
     "indexing/gather", "join/cat", "join/stack", "join/split", "view/contiguous", "view/reshape_copy",
     "dropout/dropout", "loss/cross_entropy_mean", "loss/label_smoothing", "attention/plain", "attention/causal",
     "attention/dropout", "factory/arange", "factory/constants", "factory/random", "factory/to_dtype",

@@ -309,7 +309,7 @@ def gen_view(f):
     f.case("narrow_matmul", lambda t, p: t["x"].narrow(p["dim"], p["start"], p["length"]) @ t["b"],
            {"x": f.randn(4, 5), "b": f.randn(3, 2)}, {"dim": 1, "start": 1, "length": 3})
 
-# ---------------------------------------------------------------- vision: conv2d, pooling, interpolation
+# ---------------------------------------------------------------- vision: conv2d, pooling, interpolation, batch norm
 def gen_vision(f):
     conv = lambda t, p: F.conv2d(t["x"], t["w"], t.get("b"), stride=tuple(p["stride"]), padding=tuple(p["padding"]),
                                  dilation=tuple(p["dilation"]))
@@ -339,6 +339,13 @@ def gen_vision(f):
     for xs, size in [((2, 3, 5, 4), [7, 10]), ((1, 2, 13, 11), [4, 3]), ((1, 1, 6, 9), [6, 9]), ((1, 2, 3, 5), [6, 10]),
                      ((1, 1, 25, 38), [1, 2])]:
         f.case("interpolate_nearest", near, {"x": f.randn(*xs)}, {"size": size})
+    # batch norm with batch statistics (the running statistics, eval and frozen batch norm: gen_resnet.py's modules)
+    bn = lambda t, p: F.batch_norm(t["x"], None, None, t.get("w"), t.get("b"), training=True, eps=p["eps"])
+    for xs in [(2, 3, 4, 5), (5, 4), (3, 2, 7)]:
+        c = xs[1]
+        f.case("batch_norm", bn, {"x": f.randn(*xs, scale=3.0) + 1.0, "w": f.randn(c), "b": f.randn(c)}, {"eps": 1e-5})
+        f.case("batch_norm", bn, {"x": f.randn(*xs)}, {"eps": 1e-3})
+
     mask = lambda t, p: F.interpolate(t["mask"][None].float(), size=tuple(p["size"])).to(torch.bool)[0]
     for ms, size in [((2, 37, 50), [2, 2]), ((1, 800, 1199), [25, 38]), ((1, 7, 5), [3, 2])]:
         m = np.zeros(ms, dtype=np.bool_)
