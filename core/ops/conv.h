@@ -13,7 +13,7 @@ namespace px {
 struct Conv2dOptions {
   int64_t stride = 1, padding = 0, dilation = 1;  // the same along H and W
   // Per-dim (h, w) values; each, when set, replaces its square value above.
-  std::optional<std::array<int64_t, 2>> stride_hw, padding_hw, dilation_hw;
+  std::optional<std::array<int64_t, 2>> stride_hw = std::nullopt, padding_hw = std::nullopt, dilation_hw = std::nullopt;
   // The im2col buffer holds a chunk of images of at most this many bytes (at least one image); 0: 256 MiB.
   int64_t max_col_bytes = 0;
 };
