@@ -85,8 +85,8 @@ void check_im2col_args(const Tensor& image, const Tensor& col, const ConvGeometr
   CHECK(image.dim() == 4 && image.size(1) == g.channels && image.size(2) == g.height && image.size(3) == g.width)
       << what << ": image " << image.str() << " is not (B, " << g.channels << ", " << g.height << ", " << g.width
       << ")";
-  CHECK(col.dim() == 3 && col.size(0) == image.size(0) && col.size(1) == g.col_rows() && col.size(2) == g.col_cols())
-      << what << ": col " << col.str() << " is not (" << image.size(0) << ", " << g.col_rows() << ", " << g.col_cols()
+  CHECK(col.dim() == 3 && col.size(0) == g.col_rows() && col.size(1) == image.size(0) && col.size(2) == g.out_area())
+      << what << ": col " << col.str() << " is not (" << g.col_rows() << ", " << image.size(0) << ", " << g.out_area()
       << ")";
   CHECK(image.dtype() == col.dtype() && image.device() == col.device())
       << what << ": image " << image.str() << " and col " << col.str() << " differ in dtype or device";

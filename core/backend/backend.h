@@ -48,12 +48,12 @@ struct ConvGeometry {
   int64_t out_h() const { return (height + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) / stride_h + 1; }
   int64_t out_w() const { return (width + 2 * pad_w - dilation_w * (kernel_w - 1) - 1) / stride_w + 1; }
   int64_t col_rows() const { return channels * kernel_h * kernel_w; }  // C kh kw
-  int64_t col_cols() const { return out_h() * out_w(); }  // OH OW
+  int64_t out_area() const { return out_h() * out_w(); }  // OH OW
 };
 // CHECK-fails, naming `what`, unless g has positive sizes, kernel, stride and dilation, non-negative padding and
 // an output of at least one row and column.
 void check_conv_geometry(const ConvGeometry& g, const char* what);
-// CHECK-fails, naming `what`, unless image (B, C, H, W) and col (B, C kh kw, OH OW) fit g, share a dtype and a
+// CHECK-fails, naming `what`, unless image (B, C, H, W) and col (C kh kw, B, OH OW) fit g, share a dtype and a
 // device and are contiguous.
 void check_im2col_args(const Tensor& image, const Tensor& col, const ConvGeometry& g, const char* what);
 // CHECK-fails, naming `what`, unless x (B, C, H, W) and y (B, C, OH, OW) fit g and share a dtype, indices is i64
@@ -111,8 +111,9 @@ class Backend {
   virtual void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
                                   const Tensor& gy, const Tensor& gx, const Tensor& gw, const Tensor& gb) = 0;
 
-  // col (B, C kh kw, OH OW) from x (B, C, H, W): row (c, i, j), column (oh, ow) holds
-  // x[b, c, oh sh - ph + i dh, ow sw - pw + j dw], 0 where that lies outside the image. Contiguous, one dtype.
+  // col (C kh kw, B, OH OW) from x (B, C, H, W): row (c, i, j), column (b, oh, ow) holds
+  // x[b, c, oh sh - ph + i dh, ow sw - pw + j dw], 0 where that lies outside the image: the images of a batch side
+  // by side, so one GEMM covers them all. Contiguous, one dtype.
   virtual void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g) = 0;
   // The adjoint of im2col: x[b, c, h, w] = the sum of the col entries im2col reads from (b, c, h, w), 0 where none
   // does; x written, not accumulated. Contiguous, one dtype.

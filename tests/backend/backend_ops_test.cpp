@@ -363,7 +363,7 @@ const std::vector<std::pair<std::string, ConvGeometry>> kWindows = {
 void add_conv(std::vector<OpCase>& t) {
   for (const auto& [wname, g] : kWindows)
     for (DType d : kFloats) {
-      const Shape image{2, g.channels, g.height, g.width}, col{2, g.col_rows(), g.col_cols()};
+      const Shape image{2, g.channels, g.height, g.width}, col{g.col_rows(), 2, g.out_area()};
       t.push_back(exactly({std::string("im2col ") + d + " " + wname, OpFamily::im2col, d,
                            Ops{Operand::in("x", image, d), Operand::out("col", col, d)},
                            [g = g](Backend& b, const std::vector<Tensor>& o) { b.im2col(o[0], o[1], g); }}));

@@ -56,6 +56,10 @@ TEST(GradcheckConv2d, StridedInputsAndOneImagePerChunk) {
   const auto conv = [one_image](const Inputs& v) { return conv2d(v[0], v[1], v[2], one_image); };
   EXPECT_TRUE(gradcheck(conv, {uniform64({3, 2, 4, 5}, 1), uniform64({3, 2, 3, 3}, 2), uniform64({3}, 3)}));
   EXPECT_TRUE(gradcheck(conv, {transposed64({3, 2, 5, 4}, 4), narrowed64({3, 2, 3, 3}, 0, 5), uniform64({3}, 6)}));
+  Conv2dOptions two_images = one_image;  // chunks of 2 and 1 images: side by side in one GEMM, then alone
+  two_images.max_col_bytes = 2 * 18 * 20 * 8;
+  EXPECT_TRUE(gradcheck([two_images](const Inputs& v) { return conv2d(v[0], v[1], v[2], two_images); },
+                        {uniform64({3, 2, 4, 5}, 9), uniform64({3, 2, 3, 3}, 10), uniform64({3}, 11)}));
   Conv2dOptions pointwise;
   pointwise.max_col_bytes = 1;
   EXPECT_TRUE(gradcheck([pointwise](const Inputs& v) { return conv2d(v[0], v[1], Tensor(), pointwise); },

@@ -21,16 +21,16 @@ void valid_range(int64_t n, int64_t stride, int64_t start, int64_t size, int64_t
   *lo = std::min(*lo, *hi);
 }
 
-// col[b, (c, i, j), (oh, ow)] = x[b, c, oh sh - ph + i dh, ow sw - pw + j dw] or 0 outside; one col row per item.
-// T is the element's storage (a 16-bit float moves as its bits: its zero is all-zero bits too).
+// col[(c, i, j), b, (oh, ow)] = x[b, c, oh sh - ph + i dh, ow sw - pw + j dw] or 0 outside; one col row (one tap of
+// one image) per item. T is the element's storage (a 16-bit float moves as its bits: its zero is all-zero bits too).
 template <typename T>
 void im2col_typed(const T* x, T* col, int64_t batch, const ConvGeometry& g) {
   const int64_t oh = g.out_h(), ow = g.out_w(), l = oh * ow, taps = g.kernel_h * g.kernel_w;
   const int64_t plane = g.height * g.width;
-  parallel_for(batch * g.channels * taps, l, [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r) {
-      const int64_t tap = r % taps, i = tap / g.kernel_w, j = tap % g.kernel_w;
-      const T* src = x + (r / taps) * plane;
+  parallel_for(g.col_rows() * batch, l, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {  // r = ((c taps + tap) batch + b)
+      const int64_t b = r % batch, ct = r / batch, tap = ct % taps, i = tap / g.kernel_w, j = tap % g.kernel_w;
+      const T* src = x + (b * g.channels + ct / taps) * plane;
       T* dst = col + r * l;
       int64_t h0, h1, w0, w1;
       valid_range(oh, g.stride_h, i * g.dilation_h - g.pad_h, g.height, &h0, &h1);
@@ -55,19 +55,20 @@ void im2col_typed(const T* x, T* col, int64_t batch, const ConvGeometry& g) {
   });
 }
 
-// x[b, c] = sum over taps (i, j), in order, of the col row (c, i, j) added at the positions im2col read it from;
-// one image plane per item, so no two threads write one element.
+// x[b, c] = sum over taps (i, j), in order, of the col row ((c, i, j), b) added at the positions im2col read it
+// from; one image plane per item, so no two threads write one element.
 template <typename T>
 void col2im_typed(const T* col, T* x, int64_t batch, const ConvGeometry& g) {
   const int64_t oh = g.out_h(), ow = g.out_w(), l = oh * ow, taps = g.kernel_h * g.kernel_w;
   const int64_t plane = g.height * g.width;
   parallel_for(batch * g.channels, taps * l, [&](int64_t lo, int64_t hi) {
-    for (int64_t p = lo; p < hi; ++p) {
+    for (int64_t p = lo; p < hi; ++p) {  // p = b C + c
+      const int64_t b = p / g.channels, c = p % g.channels;
       T* dst = x + p * plane;
       std::fill(dst, dst + plane, T(0));
       for (int64_t tap = 0; tap < taps; ++tap) {
         const int64_t i = tap / g.kernel_w, j = tap % g.kernel_w;
-        const T* src = col + (p * taps + tap) * l;
+        const T* src = col + ((c * taps + tap) * batch + b) * l;
         int64_t h0, h1, w0, w1;
         valid_range(oh, g.stride_h, i * g.dilation_h - g.pad_h, g.height, &h0, &h1);
         valid_range(ow, g.stride_w, j * g.dilation_w - g.pad_w, g.width, &w0, &w1);

@@ -10,15 +10,15 @@ namespace px::ref {
 namespace {
 
 // Calls f(col position, image position or -1 when the tap falls in the padding) for every col element of
-// `batch` images, in row-major col order.
+// `batch` images, in row-major col order ((c, i, j), b, (y, x)).
 template <typename F>
 void for_each_tap(int64_t batch, const ConvGeometry& g, F&& f) {
   const int64_t oh = g.out_h(), ow = g.out_w();
   int64_t p = 0;
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t c = 0; c < g.channels; ++c)
-      for (int64_t i = 0; i < g.kernel_h; ++i)
-        for (int64_t j = 0; j < g.kernel_w; ++j)
+  for (int64_t c = 0; c < g.channels; ++c)
+    for (int64_t i = 0; i < g.kernel_h; ++i)
+      for (int64_t j = 0; j < g.kernel_w; ++j)
+        for (int64_t b = 0; b < batch; ++b)
           for (int64_t y = 0; y < oh; ++y)
             for (int64_t x = 0; x < ow; ++x, ++p) {
               const int64_t h = y * g.stride_h - g.pad_h + i * g.dilation_h;
@@ -30,7 +30,7 @@ void for_each_tap(int64_t batch, const ConvGeometry& g, F&& f) {
 
 }  // namespace
 
-// col[b, (c, i, j), (y, x)] = x[b, c, y sh - ph + i dh, x sw - pw + j dw], 0 outside the image
+// col[(c, i, j), b, (y, x)] = x[b, c, y sh - ph + i dh, x sw - pw + j dw], 0 outside the image
 void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g) {
   check_im2col_args(x, col, g, "ref::im2col");
   for_each_tap(x.size(0), g, [&](int64_t p, int64_t src) { store(col, p, src < 0 ? 0.0 : load(x, src)); });
@@ -50,12 +50,13 @@ void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g) {
 // inside the image holds the index while every value is -inf.
 void max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g) {
   check_max_pool_args(x, y, indices, g, "ref::max_pool2d");
-  const int64_t taps = g.kernel_h * g.kernel_w, outputs = y.numel();
+  const int64_t taps = g.kernel_h * g.kernel_w, outputs = y.numel(), batch = x.size(0), l = g.out_area();
   std::vector<double> best(outputs, -std::numeric_limits<double>::infinity());
   std::vector<int64_t> arg(outputs, -1);
-  for_each_tap(x.size(0), g, [&](int64_t p, int64_t src) {
-    // col position p = ((plane taps + tap) OH + y) OW + x; output position = plane OH OW + y OW + x
-    const int64_t l = g.out_h() * g.out_w(), o = (p / (taps * l)) * l + p % l;
+  for_each_tap(batch, g, [&](int64_t p, int64_t src) {
+    // col position p = ((c taps + tap) B + b) OH OW + pos; output position o = (b C + c) OH OW + pos
+    const int64_t rest = p / l, b = rest % batch, c = rest / batch / taps;
+    const int64_t o = (b * g.channels + c) * l + p % l;
     if (src < 0) return;
     const double v = load(x, src);
     if (arg[o] < 0) arg[o] = src % (g.height * g.width);

@@ -60,7 +60,7 @@ void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_in
                    const Tensor& lse);
 void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse, const Tensor& gloss,
                             int64_t ignore_index, double eps, const Tensor& glogits);
-// reference_conv.cpp. x (B, C, H, W), col (B, C kh kw, OH OW) as Backend::im2col / col2im describe them.
+// reference_conv.cpp. x (B, C, H, W), col (C kh kw, B, OH OW) as Backend::im2col / col2im describe them.
 void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g);
 void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g);
 // x (B, C, H, W), y and indices (B, C, OH, OW): Backend::max_pool2d's contract.

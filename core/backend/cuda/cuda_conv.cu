@@ -1,47 +1,50 @@
-// CUDA im2col and col2im around convolution's GEMMs: im2col with one thread per (image, channel, output
-// position) writing its kh kw taps; col2im gathering, per image element, the taps that read it (no atomics).
+// CUDA im2col and col2im around convolution's GEMMs, col laid out (C kh kw, B, OH OW): im2col with one thread per
+// (image, channel, output position) writing its kh kw taps; col2im gathering, per image element, the taps that read
+// it (no atomics).
 #include "core/backend/cuda/cuda_common.cuh"
 
 namespace px::gpu {
 namespace {
 
-// ConvGeometry with its output size, as kernels take it (by value, no host member functions).
+// ConvGeometry with its output size and the batch, as kernels take it (by value, no host member functions).
 struct Window {
-  int64_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow;
+  int64_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, batch;
 };
 
 // ================================ kernels ================================
 
-// col[b, (c, i, j), (y, x)] = img[b, c, y sh - ph + i dh, x sw - pw + j dw] (0 outside): one thread per
+// col[(c, i, j), b, (y, x)] = img[b, c, y sh - ph + i dh, x sw - pw + j dw] (0 outside): one thread per
 // (b, c, y, x) writes its kh kw taps; consecutive threads write consecutive columns.
 template <typename T>
 __global__ void im2col_kernel(const T* img, T* col, Window g, int64_t n) {
-  const int64_t l = g.oh * g.ow;
+  const int64_t l = g.oh * g.ow, taps = g.kh * g.kw;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t x = e % g.ow, y = (e / g.ow) % g.oh, plane = e / l;  // plane = b C + c
+    const int64_t b = plane / g.c, c = plane % g.c;
     const T* src = img + plane * g.h * g.w;
-    T* dst = col + plane * g.kh * g.kw * l + y * g.ow + x;
+    T* dst = col + (c * taps * g.batch + b) * l + y * g.ow + x;
     for (int64_t i = 0; i < g.kh; ++i) {
       const int64_t hi = y * g.sh - g.ph + i * g.dh;
       for (int64_t j = 0; j < g.kw; ++j) {
         const int64_t wi = x * g.sw - g.pw + j * g.dw;
         const bool inside = hi >= 0 && hi < g.h && wi >= 0 && wi < g.w;
-        dst[(i * g.kw + j) * l] = inside ? src[hi * g.w + wi] : T{};
+        dst[(i * g.kw + j) * g.batch * l] = inside ? src[hi * g.w + wi] : T{};
       }
     }
   }
 }
 
-// img[b, c, h, w] = sum over taps (i, j), in order, of col[b, (c, i, j), (y, x)] for the (y, x) with
+// img[b, c, h, w] = sum over taps (i, j), in order, of col[(c, i, j), b, (y, x)] for the (y, x) with
 // y sh - ph + i dh = h and x sw - pw + j dw = w: one thread per image element, Acc<T> sums.
 template <typename T>
 __global__ void col2im_kernel(const T* col, T* img, Window g, int64_t n) {
-  const int64_t l = g.oh * g.ow;
+  const int64_t l = g.oh * g.ow, taps = g.kh * g.kw;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t w = e % g.w, h = (e / g.w) % g.h, plane = e / (g.h * g.w);
-    const T* src = col + plane * g.kh * g.kw * l;
+    const int64_t b = plane / g.c, c = plane % g.c;
+    const T* src = col + (c * taps * g.batch + b) * l;
     Acc<T> s = 0;
     for (int64_t i = 0; i < g.kh; ++i) {
       const int64_t ys = h + g.ph - i * g.dh;  // y sh
@@ -49,7 +52,7 @@ __global__ void col2im_kernel(const T* col, T* img, Window g, int64_t n) {
       for (int64_t j = 0; j < g.kw; ++j) {
         const int64_t xs = w + g.pw - j * g.dw;  // x sw
         if (xs < 0 || xs % g.sw != 0 || xs / g.sw >= g.ow) continue;
-        s += ld(src + (i * g.kw + j) * l + (ys / g.sh) * g.ow + xs / g.sw);
+        s += ld(src + (i * g.kw + j) * g.batch * l + (ys / g.sh) * g.ow + xs / g.sw);
       }
     }
     st(img + e, s);
@@ -62,18 +65,20 @@ __global__ void im2col_reference_kernel(const T* img, T* col, Window g, int64_t 
   const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (e >= n) return;
   const int64_t l = g.oh * g.ow, taps = g.kh * g.kw;
-  const int64_t x = e % g.ow, y = (e / g.ow) % g.oh, tap = (e / l) % taps, plane = e / (l * taps);
+  const int64_t x = e % g.ow, y = (e / g.ow) % g.oh, b = (e / l) % g.batch, ct = e / (l * g.batch);
+  const int64_t tap = ct % taps, c = ct / taps;
   const int64_t hi = y * g.sh - g.ph + (tap / g.kw) * g.dh, wi = x * g.sw - g.pw + (tap % g.kw) * g.dw;
   const bool inside = hi >= 0 && hi < g.h && wi >= 0 && wi < g.w;
-  col[e] = inside ? img[(plane * g.h + hi) * g.w + wi] : T{};
+  col[e] = inside ? img[((b * g.c + c) * g.h + hi) * g.w + wi] : T{};
 }
 
-// Reference col2im: one thread per image element scans every col element of its plane for those read from it.
+// Reference col2im: one thread per image element scans every col element of its (image, channel) for those read
+// from it.
 template <typename T>
 __global__ void col2im_reference_kernel(const T* col, T* img, Window g, int64_t n) {
   const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (e >= n) return;
-  const int64_t w = e % g.w, h = (e / g.w) % g.h, plane = e / (g.h * g.w);
+  const int64_t w = e % g.w, h = (e / g.w) % g.h, b = (e / (g.h * g.w)) % g.batch, c = e / (g.h * g.w * g.batch);
   const int64_t l = g.oh * g.ow;
   Acc<T> s = 0;
   for (int64_t i = 0; i < g.kh; ++i)
@@ -81,15 +86,15 @@ __global__ void col2im_reference_kernel(const T* col, T* img, Window g, int64_t 
       for (int64_t y = 0; y < g.oh; ++y)
         for (int64_t x = 0; x < g.ow; ++x)
           if (y * g.sh - g.ph + i * g.dh == h && x * g.sw - g.pw + j * g.dw == w)
-            s += ld(col + ((plane * g.kh + i) * g.kw + j) * l + y * g.ow + x);
-  st(img + e, s);
+            s += ld(col + (((c * g.kh + i) * g.kw + j) * g.batch + b) * l + y * g.ow + x);
+  st(img + ((b * g.c + c) * g.h + h) * g.w + w, s);
 }
 
 // ================================ launchers ================================
 
-Window window_of(const ConvGeometry& g) {
+Window window_of(const ConvGeometry& g, int64_t batch) {
   return {g.channels, g.height,     g.width,      g.kernel_h,   g.kernel_w, g.stride_h, g.stride_w,
-          g.pad_h,    g.pad_w,      g.dilation_h, g.dilation_w, g.out_h(),  g.out_w()};
+          g.pad_h,    g.pad_w,      g.dilation_h, g.dilation_w, g.out_h(),  g.out_w(),  batch};
 }
 
 void check_args(const Tensor& img, const Tensor& col, const ConvGeometry& g, const char* what) {
@@ -104,7 +109,7 @@ void check_args(const Tensor& img, const Tensor& col, const ConvGeometry& g, con
 void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g, Impl impl) {
   check_args(x, col, g, "gpu::im2col");
   if (x.numel() == 0) return;
-  const Window w = window_of(g);
+  const Window w = window_of(g, x.size(0));
   dispatch_float(x.dtype(), "im2col", [&](auto t) {
     using T = decltype(t);
     if (impl == Impl::reference) {
@@ -123,7 +128,7 @@ void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g, Impl impl
   check_args(x, col, g, "gpu::col2im");
   const int64_t n = x.numel();
   if (n == 0) return;
-  const Window w = window_of(g);
+  const Window w = window_of(g, x.size(0));
   dispatch_float(x.dtype(), "col2im", [&](auto t) {
     using T = decltype(t);
     if (impl == Impl::reference)

@@ -48,7 +48,7 @@ void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, co
 void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& gy,
                         const Tensor& gx, const Tensor& gw, const Tensor& gb, Impl impl = Impl::fast);
 
-// cuda_conv.cu: x (B, C, H, W) and col (B, C kh kw, OH OW) contiguous, one float dtype (Backend::im2col/col2im).
+// cuda_conv.cu: x (B, C, H, W) and col (C kh kw, B, OH OW) contiguous, one float dtype (Backend::im2col/col2im).
 void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g, Impl impl = Impl::fast);
 void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g, Impl impl = Impl::fast);
 
