@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run_all.sh: runs the GEMM, ops-block, translator-step and (under mpirun, 2 ranks) collective-bandwidth and
+# bench/run_all.sh: runs the GEMM, ops-block, conv, translator-step and (under mpirun, 2 ranks) collective-bandwidth and
 # dp-overlap benchmarks of a build dir (builds nothing), then their SUMMARY lines. Usage: bench/run_all.sh [BUILD_DIR] [--quick]; THREADS (default 2) sets every thread pool.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -10,10 +10,10 @@ quick=""
 threads="${THREADS:-2}"
 export PARALLAX_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads"
 
-for bin in bench_gemm bench_ops bench_translator_step parallel/bench_collective_bandwidth parallel/bench_dp_overlap; do
+for bin in bench_gemm bench_ops bench_conv bench_translator_step parallel/bench_collective_bandwidth parallel/bench_dp_overlap; do
   if [[ ! -x "$build/bench/$bin" ]]; then
     echo "run_all.sh: $build/bench/$bin is missing; build it first:" >&2
-    echo "  cmake --build $build --target bench_gemm bench_ops bench_translator_step bench_collective_bandwidth" \
+    echo "  cmake --build $build --target bench_gemm bench_ops bench_conv bench_translator_step bench_collective_bandwidth" \
       "bench_dp_overlap" >&2
     exit 1
   fi
@@ -27,6 +27,8 @@ echo "== bench_gemm $quick"
 echo "== ops_vs_torch"
 if [[ -n "$quick" ]]; then runs=3; else runs=5; fi
 /usr/bin/python3 "$here/ops_vs_torch.py" --build-dir "$build" --threads "$threads" --runs "$runs" | tee -a "$log"
+echo "== conv_vs_torch"
+/usr/bin/python3 "$here/conv_vs_torch.py" --build-dir "$build" --threads "$threads" --runs "$runs" | tee -a "$log"
 echo "== translator step vs torch"
 if [[ -n "$quick" ]]; then step_args=(--configs tiny --runs 3 --reps 3); else step_args=(--configs tiny,base --runs 3 --reps 3); fi
 /usr/bin/python3 "$here/translator/step_vs_torch.py" --build-dir "$build" --threads "$threads" "${step_args[@]}" |

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,38 @@ struct AdamWSlot {
 };
 // CHECK-fails, naming `what` and the slot, unless `s` is as AdamWSlot describes (any one device).
 void check_adamw_slot(const AdamWSlot& s, size_t index, const char* what);
+
+// The window geometry of a 2-d convolution or pooling over images (B, C, H, W): output (oh, ow) and kernel tap
+// (i, j) read input row oh * stride_h - pad_h + i * dilation_h and column ow * stride_w - pad_w + j * dilation_w.
+struct ConvGeometry {
+  int64_t channels = 0, height = 0, width = 0;  // C, H, W of one image
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+  int64_t dilation_h = 1, dilation_w = 1;
+
+  // floor((H + 2 pad - dilation (kernel - 1) - 1) / stride) + 1, as torch (no ceil mode).
+  int64_t out_h() const { return (height + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) / stride_h + 1; }
+  int64_t out_w() const { return (width + 2 * pad_w - dilation_w * (kernel_w - 1) - 1) / stride_w + 1; }
+  int64_t col_rows() const { return channels * kernel_h * kernel_w; }  // C kh kw
+  int64_t out_area() const { return out_h() * out_w(); }  // OH OW
+};
+// CHECK-fails, naming `what`, unless g has positive sizes, kernel, stride and dilation, non-negative padding and
+// an output of at least one row and column.
+void check_conv_geometry(const ConvGeometry& g, const char* what);
+// CHECK-fails, naming `what`, unless image (B, C, H, W) and col (C kh kw, B, OH OW) fit g, share a dtype and a
+// device and are contiguous.
+void check_im2col_args(const Tensor& image, const Tensor& col, const ConvGeometry& g, const char* what);
+// CHECK-fails, naming `what`, unless x (B, C, H, W) and y (B, C, OH, OW) fit g and share a dtype, indices is i64
+// shaped like y, and all are contiguous on one device.
+// CHECK-fails, naming `what`, unless x is a contiguous float (N, C, L), every defined tensor of `same_shape` is x's
+// shape and dtype, of `params` a (C) of x's dtype and of `stats` a (C) of master_dtype(x), all contiguous on x's
+// device (the batch norm kernels' operands).
+void check_channel_args(const Tensor& x, std::initializer_list<const Tensor*> same_shape,
+                        std::initializer_list<const Tensor*> params, std::initializer_list<const Tensor*> stats,
+                        const char* what);
+void check_max_pool_args(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g,
+                         const char* what);
 
 class Backend {
  public:
@@ -77,6 +110,33 @@ class Backend {
   // gx (R, C); gw, gb (C) or undefined: written, not accumulated.
   virtual void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
                                   const Tensor& gy, const Tensor& gx, const Tensor& gw, const Tensor& gb) = 0;
+
+  // col (C kh kw, B, OH OW) from x (B, C, H, W): row (c, i, j), column (b, oh, ow) holds
+  // x[b, c, oh sh - ph + i dh, ow sw - pw + j dw], 0 where that lies outside the image: the images of a batch side
+  // by side, so one GEMM covers them all. Contiguous, one dtype.
+  virtual void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g) = 0;
+  // The adjoint of im2col: x[b, c, h, w] = the sum of the col entries im2col reads from (b, c, h, w), 0 where none
+  // does; x written, not accumulated. Contiguous, one dtype.
+  virtual void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g) = 0;
+
+  // y (B, C, OH, OW) = the max of x (B, C, H, W) over each window of g, padding counting as -inf; a NaN wins.
+  // indices (i64, y's shape) = h W + w of the window's first maximum (row-major window order; a later NaN replaces
+  // it), or of its first position inside the image when every value is -inf. All contiguous.
+  virtual void max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g) = 0;
+
+  // Over x (N, C, L), per channel c with M = N L elements: mean_c and the biased var_c = sum (x - mean_c)^2 / M.
+  // mean, var (C) in the statistics dtype, master_dtype(x): f32, f64 for f64. Contiguous.
+  virtual void batchnorm_stats(const Tensor& x, const Tensor& mean, const Tensor& var) = 0;
+  // y = x * scale_c + shift_c over x, y (N, C, L) of one dtype; scale, shift (C) in the statistics dtype, shift
+  // undefined for 0. Contiguous; y may be x.
+  virtual void channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift, const Tensor& y) = 0;
+  // Over x, gy (N, C, L) with xhat = (x - mean_c) invstd_c, M = N L: gb_c = sum gy, gw_c = sum gy xhat, and
+  // gx = w_c invstd_c (gy - (gb_c + xhat gw_c) / M) when batch_stats (mean, invstd are x's own), else
+  // gx = w_c invstd_c gy. w (C) x's dtype or undefined (1); mean, invstd (C) statistics dtype; gx (x's shape), gw, gb
+  // (C) x's dtype, each optional, written. Contiguous.
+  virtual void batchnorm_backward(const Tensor& x, const Tensor& gy, const Tensor& w, const Tensor& mean,
+                                  const Tensor& invstd, bool batch_stats, const Tensor& gx, const Tensor& gw,
+                                  const Tensor& gb) = 0;
 
   // out = x.index_select(dim, index): x contiguous, index i64 (L) in range, out contiguous.
   virtual void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) = 0;

@@ -349,6 +349,85 @@ void add_layernorm(std::vector<OpCase>& t) {
   }
 }
 
+// Convolution windows: 3x3, the ResNet stem's 7x7 stride 2, a strided 1x1 (downsample), dilation, a non-square
+// kernel with per-dim stride and padding, and a batch large enough for the threaded CPU loops.
+const std::vector<std::pair<std::string, ConvGeometry>> kWindows = {
+    {"3x3 s1 p1 (3, 9, 7)", {3, 9, 7, 3, 3, 1, 1, 1, 1, 1, 1}},
+    {"7x7 s2 p3 (2, 19, 16)", {2, 19, 16, 7, 7, 2, 2, 3, 3, 1, 1}},
+    {"1x1 s2 p0 (4, 8, 7)", {4, 8, 7, 1, 1, 2, 2, 0, 0, 1, 1}},
+    {"3x3 s2 p1 d2 (3, 11, 10)", {3, 11, 10, 3, 3, 2, 2, 1, 1, 2, 2}},
+    {"3x2 s(2, 1) p(1, 0) (2, 6, 9)", {2, 6, 9, 3, 2, 2, 1, 1, 0, 1, 1}},
+    {"3x3 s1 p1 (16, 32, 32)", {16, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1}},
+};
+
+void add_conv(std::vector<OpCase>& t) {
+  for (const auto& [wname, g] : kWindows)
+    for (DType d : kFloats) {
+      const Shape image{2, g.channels, g.height, g.width}, col{g.col_rows(), 2, g.out_area()};
+      t.push_back(exactly({std::string("im2col ") + d + " " + wname, OpFamily::im2col, d,
+                           Ops{Operand::in("x", image, d), Operand::out("col", col, d)},
+                           [g = g](Backend& b, const std::vector<Tensor>& o) { b.im2col(o[0], o[1], g); }}));
+      t.push_back({std::string("col2im ") + d + " " + wname, OpFamily::col2im, d,
+                   Ops{Operand::in("col", col, d), Operand::out("x", image, d)},
+                   [g = g](Backend& b, const std::vector<Tensor>& o) { b.col2im(o[0], o[1], g); }});
+    }
+}
+
+// Max pooling windows: ResNet's 3x3 stride 2 padded, 2x2 stride 2, a stride-1 padded 3x3 on a non-square image,
+// and a batch for the threaded CPU loop. 16-bit floats round the inputs into ties (the first maximum wins).
+void add_max_pool(std::vector<OpCase>& t) {
+  const std::vector<std::pair<std::string, ConvGeometry>> windows = {
+      {"3x3 s2 p1 (3, 9, 8)", {3, 9, 8, 3, 3, 2, 2, 1, 1, 1, 1}},
+      {"2x2 s2 p0 (2, 7, 6)", {2, 7, 6, 2, 2, 2, 2, 0, 0, 1, 1}},
+      {"3x3 s1 p1 (2, 5, 11)", {2, 5, 11, 3, 3, 1, 1, 1, 1, 1, 1}},
+      {"3x3 s2 p1 (16, 32, 32)", {16, 32, 32, 3, 3, 2, 2, 1, 1, 1, 1}}};
+  for (const auto& [wname, g] : windows)
+    for (DType d : kFloats) {
+      const Shape out{2, g.channels, g.out_h(), g.out_w()};
+      t.push_back(exactly({std::string("max_pool2d ") + d + " " + wname, OpFamily::max_pool2d, d,
+                           Ops{Operand::in("x", {2, g.channels, g.height, g.width}, d), Operand::out("y", out, d),
+                               Operand::out("indices", out, DType::i64)},
+                           [g = g](Backend& b, const std::vector<Tensor>& o) { b.max_pool2d(o[0], o[1], o[2], g); }}));
+    }
+}
+
+// Batch norm over (N, C, L): a few channels of many elements, many of few (L = 1: BatchNorm1d's layout), one large
+// enough for the threaded CPU loops; the per-channel affine with and without shift; the backward with batch and
+// running statistics, with and without weight and gx.
+void add_batchnorm(std::vector<OpCase>& t) {
+  for (DType d : kFloats)
+    for (const Shape& s : {Shape{4, 3, 50}, Shape{8, 5, 1}, Shape{1, 7, 33}, Shape{2, 16, 1024}}) {
+      const int64_t c = s[1];
+      const DType sd = stat_dtype(d);
+      const std::string where = std::string(" ") + d + " " + s;
+      t.push_back({"batchnorm_stats" + where, OpFamily::batchnorm_stats, d,
+                   Ops{Operand::in("x", s, d).range(-3, 4), Operand::out("mean", {c}, sd), Operand::out("var", {c}, sd)},
+                   [](Backend& b, const std::vector<Tensor>& o) { b.batchnorm_stats(o[0], o[1], o[2]); }});
+      for (bool shift : {true, false})
+        t.push_back({"channel_affine" + where + (shift ? "" : " without shift"), OpFamily::channel_affine, d,
+                     Ops{Operand::in("x", s, d), Operand::in("scale", {c}, sd),
+                         shift ? Operand::in("shift", {c}, sd) : Operand::absent("shift"), Operand::out("y", s, d)},
+                     [](Backend& b, const std::vector<Tensor>& o) { b.channel_affine(o[0], o[1], o[2], o[3]); }});
+      for (bool batch_stats : {true, false})
+        for (bool weight : {true, false})
+          for (bool with_gx : {true, false}) {
+            if (!with_gx && !weight) continue;
+            t.push_back(
+                {"batchnorm_backward" + where + (batch_stats ? " batch" : " running") + " statistics" +
+                     (weight ? " with weight" : "") + (with_gx ? "" : " without gx"),
+                 OpFamily::batchnorm_backward, d,
+                 Ops{Operand::in("x", s, d).range(-3, 4), Operand::in("gy", s, d),
+                     weight ? Operand::in("w", {c}, d) : Operand::absent("w"), Operand::in("mean", {c}, sd).range(0, 1),
+                     Operand::in("invstd", {c}, sd).range(0.5, 2),
+                     with_gx ? Operand::out("gx", s, d) : Operand::absent("gx"),
+                     weight ? Operand::out("gw", {c}, d) : Operand::absent("gw"), Operand::out("gb", {c}, d)},
+                 [batch_stats](Backend& b, const std::vector<Tensor>& o) {
+                   b.batchnorm_backward(o[0], o[1], o[2], o[3], o[4], batch_stats, o[5], o[6], o[7]);
+                 }});
+          }
+    }
+}
+
 void add_index(std::vector<OpCase>& t) {
   // index_select / index_add along a dim of x (O, D, I) with index (L); dim 0 of a (V, C) table is the embedding
   struct Along {
@@ -508,6 +587,9 @@ const std::vector<OpCase>& op_table() {
     add_softmax(t);
     add_topk(t);
     add_layernorm(t);
+    add_conv(t);
+    add_max_pool(t);
+    add_batchnorm(t);
     add_index(t);
     add_cross_entropy(t);
     add_adamw(t);

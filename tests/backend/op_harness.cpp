@@ -55,6 +55,21 @@ class ReferenceBackend final : public Backend {
                           const Tensor& gx, const Tensor& gw, const Tensor& gb) override {
     ref::layernorm_backward(x, w, mean, rstd, gy, gx, gw, gb);
   }
+  void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g) override { ref::im2col(x, col, g); }
+  void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g) override { ref::col2im(col, x, g); }
+  void max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g) override {
+    ref::max_pool2d(x, y, indices, g);
+  }
+  void batchnorm_stats(const Tensor& x, const Tensor& mean, const Tensor& var) override {
+    ref::batchnorm_stats(x, mean, var);
+  }
+  void channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift, const Tensor& y) override {
+    ref::channel_affine(x, scale, shift, y);
+  }
+  void batchnorm_backward(const Tensor& x, const Tensor& gy, const Tensor& w, const Tensor& mean, const Tensor& invstd,
+                          bool batch_stats, const Tensor& gx, const Tensor& gw, const Tensor& gb) override {
+    ref::batchnorm_backward(x, gy, w, mean, invstd, batch_stats, gx, gw, gb);
+  }
   void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override {
     ref::index_select(x, dim, index, out);
   }
@@ -176,6 +191,25 @@ class CudaReferenceBackend final : public Backend {
   void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& gy,
                           const Tensor& gx, const Tensor& gw, const Tensor& gb) override {
     gpu::layernorm_backward(x, w, mean, rstd, gy, gx, gw, gb, Impl::reference);
+  }
+  void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g) override {
+    gpu::im2col(x, col, g, Impl::reference);
+  }
+  void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g) override {
+    gpu::col2im(col, x, g, Impl::reference);
+  }
+  void max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g) override {
+    gpu::max_pool2d(x, y, indices, g, Impl::reference);
+  }
+  void batchnorm_stats(const Tensor& x, const Tensor& mean, const Tensor& var) override {
+    gpu::batchnorm_stats(x, mean, var, Impl::reference);
+  }
+  void channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift, const Tensor& y) override {
+    gpu::channel_affine(x, scale, shift, y, Impl::reference);
+  }
+  void batchnorm_backward(const Tensor& x, const Tensor& gy, const Tensor& w, const Tensor& mean, const Tensor& invstd,
+                          bool batch_stats, const Tensor& gx, const Tensor& gw, const Tensor& gb) override {
+    gpu::batchnorm_backward(x, gy, w, mean, invstd, batch_stats, gx, gw, gb, Impl::reference);
   }
   void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override {
     gpu::index_select(x, dim, index, out, Impl::reference);
@@ -399,6 +433,9 @@ const char* family_name(OpFamily family) {
                                                  "gemm",           "gemm_epilogue",
                                                  "softmax",        "softmax_backward",
                                                  "layernorm",      "layernorm_backward",
+                                                 "im2col",         "col2im",
+                                                 "max_pool2d",     "batchnorm_stats",
+                                                 "channel_affine", "batchnorm_backward",
                                                  "index_select",   "index_add",
                                                  "gather",         "scatter_add",
                                                  "cross_entropy",  "cross_entropy_backward",

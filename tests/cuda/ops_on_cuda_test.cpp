@@ -157,6 +157,47 @@ std::vector<OpCase> norm_cases() {
   return v;
 }
 
+std::vector<OpCase> vision_cases() {
+  std::vector<OpCase> v;
+  v.push_back({"conv/conv2d_3x3", {{2, 3, 9, 8}, {4, 3, 3, 3}, {4}}, [](auto& x, auto&) {
+                 return std::vector{conv2d(x[0], x[1], x[2], {.padding = 1})};
+               }});
+  v.push_back({"conv/conv2d_stem", {{2, 3, 16, 13}, {4, 3, 7, 7}}, [](auto& x, auto&) {
+                 return std::vector{conv2d(x[0], x[1], Tensor(), {.stride = 2, .padding = 3})};
+               }});
+  v.push_back({"conv/conv2d_1x1", {{2, 8, 5, 6}, {6, 8, 1, 1}}, [](auto& x, auto&) {
+                 return std::vector{conv2d(x[0], x[1], Tensor()), conv2d(x[0], x[1], Tensor(), {.stride = 2})};
+               }});
+  v.push_back({"conv/conv2d_dilated_chunked", {{3, 2, 9, 10}, {3, 2, 3, 3}, {3}}, [](auto& x, auto&) {
+                 Conv2dOptions o{.padding = 2, .dilation = 2};
+                 o.max_col_bytes = 1;
+                 return std::vector{conv2d(x[0], x[1], x[2], o)};
+               }});
+  v.push_back({"pool/max_pool2d", {{2, 3, 9, 8}}, [](auto& x, auto&) {
+                 return std::vector{max_pool2d(x[0], 3, 2, 1), max_pool2d(x[0], 2, 2, 0)};
+               }});
+  v.push_back({"pool/interpolate_nearest", {{2, 3, 5, 4}}, [](auto& x, auto& c) {
+                 const Tensor m = mask({0, 0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 1, 0, 1, 0, 1}, {1, 4, 5}, c);
+                 return std::vector{interpolate_nearest(x[0], 7, 3), interpolate_nearest(m, 2, 3)};
+               }});
+  // running statistics as f32 buffers (also for 16-bit inputs), updated in training and returned after it
+  const auto buffers = [](const Ctx& c) {
+    return std::pair{to_device(from_vector(std::vector<double>{0.1, -0.2, 0.3}, {3}), c.dev),
+                     to_device(from_vector(std::vector<double>{1.5, 0.5, 2.0}, {3}), c.dev)};
+  };
+  v.push_back({"batchnorm/train", {{4, 3, 5, 6}, {3}, {3}}, [buffers](auto& x, auto& c) {
+                 auto [rm, rv] = buffers(c);
+                 const Tensor y = batch_norm(x[0], x[1], x[2], rm, rv, true);
+                 return std::vector{y, batch_norm(x[0], Tensor(), Tensor(), Tensor(), Tensor(), true), rm, rv};
+               }});
+  v.push_back({"batchnorm/eval_and_frozen", {{2, 3, 4, 5}, {3}, {3}}, [buffers](auto& x, auto& c) {
+                 auto [rm, rv] = buffers(c);
+                 return std::vector{batch_norm(x[0], x[1], x[2], rm, rv, false),
+                                    frozen_batch_norm(x[0], x[1].detach(), x[2].detach(), rm, rv)};
+               }});
+  return v;
+}
+
 std::vector<OpCase> index_cases() {
   std::vector<OpCase> v;
   v.push_back({"embedding/i64_ids", {{10, 6}}, [](auto& x, auto& c) {
@@ -311,7 +352,8 @@ std::vector<OpCase> optim_cases() {
 
 std::vector<OpCase> all_cases() {
   std::vector<OpCase> all;
-  for (auto part : {elementwise_cases(), reduce_cases(), matmul_cases(), norm_cases(), index_cases(), shape_cases(),
+  for (auto part : {elementwise_cases(), reduce_cases(), matmul_cases(), norm_cases(), vision_cases(), index_cases(),
+                    shape_cases(),
                     loss_cases(), attention_and_random_cases(), optim_cases()})
     all.insert(all.end(), part.begin(), part.end());
   return all;
@@ -420,7 +462,8 @@ const std::vector<std::string> kAuditedOps = {
     "elementwise/pow", "elementwise/relu", "elementwise/gelu", "elementwise/tanh", "elementwise/sigmoid",
     "elementwise/compare", "elementwise/inplace", "reduce/sum", "reduce/mean", "reduce/max", "reduce/argmax",
     "reduce/topk", "reduce/sum_to", "matmul/matmul", "matmul/linear", "softmax/softmax", "softmax/log_softmax",
-    "layernorm/affine", "embedding/i64_ids", "indexing/masked_fill", "indexing/where", "indexing/index_select",
+    "layernorm/affine", "conv/conv2d_3x3", "conv/conv2d_stem", "conv/conv2d_1x1", "pool/max_pool2d",
+    "pool/interpolate_nearest", "batchnorm/train", "batchnorm/eval_and_frozen", "embedding/i64_ids", "indexing/masked_fill", "indexing/where", "indexing/index_select",
     "indexing/gather", "join/cat", "join/stack", "join/split", "view/contiguous", "view/reshape_copy",
     "dropout/dropout", "loss/cross_entropy_mean", "loss/label_smoothing", "attention/plain", "attention/causal",
     "attention/dropout", "factory/arange", "factory/constants", "factory/random", "factory/to_dtype",

@@ -309,12 +309,57 @@ def gen_view(f):
     f.case("narrow_matmul", lambda t, p: t["x"].narrow(p["dim"], p["start"], p["length"]) @ t["b"],
            {"x": f.randn(4, 5), "b": f.randn(3, 2)}, {"dim": 1, "start": 1, "length": 3})
 
+# ---------------------------------------------------------------- vision: conv2d, pooling, interpolation, batch norm
+def gen_vision(f):
+    conv = lambda t, p: F.conv2d(t["x"], t["w"], t.get("b"), stride=tuple(p["stride"]), padding=tuple(p["padding"]),
+                                 dilation=tuple(p["dilation"]))
+    for xs, ws, stride, padding, dilation in [
+            ((2, 3, 6, 5), (4, 3, 1, 1), [1, 1], [0, 0], [1, 1]),  # pointwise
+            ((2, 4, 7, 6), (3, 4, 1, 1), [2, 2], [0, 0], [1, 1]),  # downsample
+            ((2, 3, 8, 7), (5, 3, 3, 3), [1, 1], [1, 1], [1, 1]),
+            ((1, 3, 9, 10), (4, 3, 3, 3), [2, 2], [1, 1], [1, 1]),
+            ((2, 2, 9, 8), (3, 2, 3, 3), [1, 1], [2, 2], [2, 2]),
+            ((1, 3, 16, 13), (4, 3, 7, 7), [2, 2], [3, 3], [1, 1]),  # stem
+            ((2, 2, 7, 9), (3, 2, 3, 2), [2, 1], [1, 0], [1, 2])]:  # non-square everything
+        params = {"stride": stride, "padding": padding, "dilation": dilation}
+        f.case("conv2d", conv, {"x": f.randn(*xs), "w": f.randn(*ws) * 0.5, "b": f.randn(ws[0])}, params)
+        f.case("conv2d", conv, {"x": f.randn(*xs), "w": f.randn(*ws) * 0.5}, params)
+
+    pool = lambda t, p: F.max_pool2d(t["x"], p["kernel"], p["stride"], p["padding"])
+    for xs, kernel, stride, padding in [((2, 3, 9, 8), 3, 2, 1), ((1, 2, 6, 7), 2, 2, 0), ((2, 2, 5, 6), 3, 1, 1),
+                                        ((1, 1, 4, 5), 1, 1, 0)]:
+        f.case("max_pool2d", pool, {"x": f.randn(*xs)}, {"kernel": kernel, "stride": stride, "padding": padding})
+    # ties: the first maximum of a window takes the gradient; all negative: the padding is -inf, not 0
+    f.case("max_pool2d", pool, {"x": f.rng.integers(0, 3, (2, 2, 7, 6)).astype(np.float64)},
+           {"kernel": 3, "stride": 2, "padding": 1})
+    f.case("max_pool2d", pool, {"x": -f.uniform(1, 2, 1, 2, 5, 5)}, {"kernel": 3, "stride": 2, "padding": 1})
+
+    # nearest interpolation: torch's index rule for up/down and non-integer ratios; DETR's mask resize (bool)
+    near = lambda t, p: F.interpolate(t["x"], size=tuple(p["size"]), mode="nearest")
+    for xs, size in [((2, 3, 5, 4), [7, 10]), ((1, 2, 13, 11), [4, 3]), ((1, 1, 6, 9), [6, 9]), ((1, 2, 3, 5), [6, 10]),
+                     ((1, 1, 25, 38), [1, 2])]:
+        f.case("interpolate_nearest", near, {"x": f.randn(*xs)}, {"size": size})
+    # batch norm with batch statistics (the running statistics, eval and frozen batch norm: gen_resnet.py's modules)
+    bn = lambda t, p: F.batch_norm(t["x"], None, None, t.get("w"), t.get("b"), training=True, eps=p["eps"])
+    for xs in [(2, 3, 4, 5), (5, 4), (3, 2, 7)]:
+        c = xs[1]
+        f.case("batch_norm", bn, {"x": f.randn(*xs, scale=3.0) + 1.0, "w": f.randn(c), "b": f.randn(c)}, {"eps": 1e-5})
+        f.case("batch_norm", bn, {"x": f.randn(*xs)}, {"eps": 1e-3})
+
+    mask = lambda t, p: F.interpolate(t["mask"][None].float(), size=tuple(p["size"])).to(torch.bool)[0]
+    for ms, size in [((2, 37, 50), [2, 2]), ((1, 800, 1199), [25, 38]), ((1, 7, 5), [3, 2])]:
+        m = np.zeros(ms, dtype=np.bool_)
+        m[0, :, ms[2] * 2 // 3:] = True  # padding on the right of image 0, at the bottom of the last
+        m[-1, ms[1] // 2:, :] = True
+        f.case("interpolate_mask", mask, {"mask": m}, {"size": size})
+
+
 def main():
     outdir = sys.argv[1]
     os.makedirs(outdir, exist_ok=True)
     for seed, (name, gen) in enumerate([("matmul", gen_matmul), ("elementwise", gen_elementwise),
                                         ("reduce", gen_reduce), ("loss", gen_loss), ("select", gen_select),
-                                        ("view", gen_view)]):
+                                        ("view", gen_view), ("vision", gen_vision)]):
         family = Family(name, seed=1000 + seed)
         gen(family)
         family.write(outdir)

@@ -60,6 +60,16 @@ void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_in
                    const Tensor& lse);
 void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse, const Tensor& gloss,
                             int64_t ignore_index, double eps, const Tensor& glogits);
+// reference_conv.cpp. x (B, C, H, W), col (C kh kw, B, OH OW) as Backend::im2col / col2im describe them.
+void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g);
+void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g);
+// x (B, C, H, W), y and indices (B, C, OH, OW): Backend::max_pool2d's contract.
+void max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g);
+// reference_batchnorm.cpp. x, y, gy, gx (N, C, L); per-channel tensors (C): Backend::batchnorm_*'s contracts.
+void batchnorm_stats(const Tensor& x, const Tensor& mean, const Tensor& var);
+void channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift, const Tensor& y);
+void batchnorm_backward(const Tensor& x, const Tensor& gy, const Tensor& w, const Tensor& mean, const Tensor& invstd,
+                        bool batch_stats, const Tensor& gx, const Tensor& gw, const Tensor& gb);
 // Backend::adamw one element at a time, unthreaded. Unlike the other reference kernels it computes in the target's
 // dtype (f32 or f64, not double), in torch's order, since that is AdamW's contract: the CPU's loop matches it bit
 // for bit. Slots as Backend::adamw takes them (contiguous).

@@ -306,6 +306,38 @@ void CudaBackend::layernorm_backward(const Tensor& x, const Tensor& w, const Ten
   gpu::layernorm_backward(x, w, mean, rstd, gy, gx, gw, gb);
 }
 
+void CudaBackend::im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g) {
+  CudaDeviceGuard guard(col.device());
+  gpu::im2col(x, col, g);
+}
+
+void CudaBackend::col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g) {
+  CudaDeviceGuard guard(x.device());
+  gpu::col2im(col, x, g);
+}
+
+void CudaBackend::max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g) {
+  CudaDeviceGuard guard(y.device());
+  gpu::max_pool2d(x, y, indices, g);
+}
+
+void CudaBackend::batchnorm_stats(const Tensor& x, const Tensor& mean, const Tensor& var) {
+  CudaDeviceGuard guard(x.device());
+  gpu::batchnorm_stats(x, mean, var);
+}
+
+void CudaBackend::channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift, const Tensor& y) {
+  CudaDeviceGuard guard(y.device());
+  gpu::channel_affine(x, scale, shift, y);
+}
+
+void CudaBackend::batchnorm_backward(const Tensor& x, const Tensor& gy, const Tensor& w, const Tensor& mean,
+                                     const Tensor& invstd, bool batch_stats, const Tensor& gx, const Tensor& gw,
+                                     const Tensor& gb) {
+  CudaDeviceGuard guard(x.device());
+  gpu::batchnorm_backward(x, gy, w, mean, invstd, batch_stats, gx, gw, gb);
+}
+
 void CudaBackend::index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) {
   CudaDeviceGuard g(out.device());
   gpu::index_select(x, dim, index, out);

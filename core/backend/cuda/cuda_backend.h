@@ -30,6 +30,13 @@ class CudaBackend final : public Backend {
                  const Tensor& mean, const Tensor& rstd) override;
   void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
                           const Tensor& gy, const Tensor& gx, const Tensor& gw, const Tensor& gb) override;
+  void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g) override;
+  void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g) override;
+  void max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g) override;
+  void batchnorm_stats(const Tensor& x, const Tensor& mean, const Tensor& var) override;
+  void channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift, const Tensor& y) override;
+  void batchnorm_backward(const Tensor& x, const Tensor& gy, const Tensor& w, const Tensor& mean, const Tensor& invstd,
+                          bool batch_stats, const Tensor& gx, const Tensor& gw, const Tensor& gb) override;
   void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override;
   void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override;
   void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) override;

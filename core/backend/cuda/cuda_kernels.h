@@ -48,6 +48,21 @@ void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, co
 void layernorm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& gy,
                         const Tensor& gx, const Tensor& gw, const Tensor& gb, Impl impl = Impl::fast);
 
+// cuda_conv.cu: x (B, C, H, W) and col (C kh kw, B, OH OW) contiguous, one float dtype (Backend::im2col/col2im).
+void im2col(const Tensor& x, const Tensor& col, const ConvGeometry& g, Impl impl = Impl::fast);
+void col2im(const Tensor& col, const Tensor& x, const ConvGeometry& g, Impl impl = Impl::fast);
+
+// cuda_pool.cu: x (B, C, H, W), y and indices i64 (B, C, OH, OW), contiguous (Backend::max_pool2d).
+void max_pool2d(const Tensor& x, const Tensor& y, const Tensor& indices, const ConvGeometry& g,
+                Impl impl = Impl::fast);
+
+// cuda_batchnorm.cu: x, y, gy, gx (N, C, L); per-channel tensors (C), statistics in Acc (f32, f64 for f64): the
+// contracts of Backend::batchnorm_stats, channel_affine and batchnorm_backward.
+void batchnorm_stats(const Tensor& x, const Tensor& mean, const Tensor& var, Impl impl = Impl::fast);
+void channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift, const Tensor& y, Impl impl = Impl::fast);
+void batchnorm_backward(const Tensor& x, const Tensor& gy, const Tensor& w, const Tensor& mean, const Tensor& invstd,
+                        bool batch_stats, const Tensor& gx, const Tensor& gw, const Tensor& gb, Impl impl = Impl::fast);
+
 // cuda_index.cu: x/out contiguous; index i64 (L) for index_select/index_add ((O, D, I) <-> (O, L, I)),
 // index with out's (gather) or src's (scatter_add) shape. index_add/scatter_add are deterministic (a sort and
 // segmented sums in source order; scratch of O*L*W accumulators) but for Impl::atomic.
