@@ -3,6 +3,7 @@
 
 #include <glog/logging.h>
 
+#include "launcher/detr_task.h"
 #include "launcher/translator_task.h"
 
 namespace px {
@@ -12,6 +13,8 @@ const TaskKind& task_kind(const config::Config& config) {
     case config::ModelConfig::kTranslator:
     case config::ModelConfig::KIND_NOT_SET:
       return kTranslatorKind;
+    case config::ModelConfig::kDetr:
+      return kDetrKind;
   }
   LOG(FATAL) << "task_kind: model kind " << config.model().kind_case() << " has no TaskKind";
 }
