@@ -185,7 +185,7 @@ void validate_train(const config::TrainConfig& t) {
   require_unit_interval("train.label_smoothing", t.label_smoothing());
   require_at_least("train.accumulate_steps", t.accumulate_steps(), 1);
   require_one_of("train.device", t.device(), {"auto", "cpu", "cuda"});
-  require_one_of("train.precision", t.precision(), {"auto", "f32", "bf16", "f16"});
+  require_one_of("train.precision", t.precision(), {"auto", "f32", "bf16", "f16", "f64"});
   require_at_least("train.max_skipped_steps", t.max_skipped_steps(), 1);
 }
 

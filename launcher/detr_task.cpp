@@ -264,18 +264,27 @@ class DetrTask : public Task {
     options.augment = augment_options(config_, /*train=*/true);
     return std::make_unique<DeviceBatches>(std::make_unique<DetrBatches>(options, cursor, detr()), device_);
   }
-  // The reference's box count: targets of every micro-batch over every dp rank, at least one per (rank,
-  // micro-batch). Each rank's cross-entropy is a mean of its own, so loss_sum scales it by that count over the
-  // number of (rank, micro-batch) pieces: divided by the count, the loss is the reference's average over ranks.
+  // The box count of the update: targets of every micro-batch over every dp rank (at least 1), as the reference's
+  // num_boxes (which also divides by the world size, as its gradients are averaged, and clamps at 1). The
+  // cross-entropy is the weighted mean over every query of the update: loss_sum scales each rank's weighted sum by
+  // count / (the class weights of every query), so every layout and accumulation computes the same loss; at one
+  // process it is the reference's.
   double normaliser(const std::vector<std::unique_ptr<TaskBatch>>& micro_batches,
                     parallel::ProcessGroup& dp) const override {
-    double boxes = 0;
+    const int64_t queries = config_.model().detr().num_queries();
+    const double eos_coef = config_.model().detr().eos_coef();
+    std::vector<double> sums{0.0, 0.0};  // boxes, class weights
     for (const auto& b : micro_batches)
-      for (const data::DetectionTarget& t : detr_batch(*b).batch().targets) boxes += static_cast<double>(t.labels.size(0));
-    const double pieces = static_cast<double>(dp.size()) * static_cast<double>(micro_batches.size());
-    const double count = std::max(parallel::all_reduce_value(dp, boxes, parallel::ReduceOp::sum), pieces);
-    ce_scale_ = count / pieces;
-    return count;
+      for (const data::DetectionTarget& t : detr_batch(*b).batch().targets) {
+        sums[0] += static_cast<double>(t.labels.size(0));
+        sums[1] += detr::class_weight_sum(queries, t.labels.size(0), eos_coef);
+      }
+    const Tensor global = from_vector(sums, {2}, DType::f64);
+    dp.all_reduce(global, parallel::ReduceOp::sum)->wait();
+    const double boxes = std::max(global.data<double>()[0], 1.0);
+    const double weights = global.data<double>()[1];  // 0 only with eos_coef 0 and no targets: no cross-entropy
+    ce_scale_ = weights > 0 ? boxes / weights : 0.0;
+    return boxes;
   }
   double units(const std::vector<std::unique_ptr<TaskBatch>>& micro_batches) const override {
     return static_cast<double>(config_.train().batch_size()) * static_cast<double>(micro_batches.size());
@@ -285,7 +294,7 @@ class DetrTask : public Task {
     CHECK(b.batch().images.device() == device_)
         << "DetrTask::loss_sum: images " << b.batch().images.str() << " are not on the model's device "
         << device_.str() << " (batches come from train_batches)";
-    CHECK_GT(ce_scale_, 0) << "DetrTask::loss_sum before normaliser";
+    CHECK_GE(ce_scale_, 0) << "DetrTask::loss_sum before normaliser";
     const Tensor images = to_dtype(b.batch().images, detr().dtype());
     const auto predictions = detr().forward(images, b.positions(), config_.model().detr().aux_loss());
     return criterion_(predictions, b.batch().targets, ce_scale_).loss_sum;
@@ -325,7 +334,7 @@ class DetrTask : public Task {
   detr::SetCriterion criterion_;
   DetrBundle bundle_;
   Device device_;
-  mutable double ce_scale_ = 0;  // set by normaliser() for the loss_sum() calls of the same update
+  mutable double ce_scale_ = -1;  // set by normaliser() for the loss_sum() calls of the same update
 };
 
 }  // namespace

@@ -29,6 +29,7 @@ DType precision_dtype(const std::string& precision, bool on_gpu) {
   if (precision == "bf16") return DType::bf16;
   if (precision == "f16") return DType::f16;
   if (precision == "f32") return DType::f32;
+  if (precision == "f64") return DType::f64;
   return on_gpu ? DType::bf16 : DType::f32;  // auto
 }
 

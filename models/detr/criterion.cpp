@@ -2,6 +2,7 @@
 // per layer), and the weighted cross-entropy, L1 and GIoU terms as differentiable ops on the model's device.
 #include "models/detr/criterion.h"
 
+#include <algorithm>
 #include <cmath>
 #include <span>
 
@@ -41,6 +42,11 @@ Tensor paired_generalized_iou(const Tensor& a, const Tensor& b) {
   const Tensor iou = inter / maximum(uni, floor);
   const Tensor area_c = relu(maximum(ax1, bx1) - minimum(ax0, bx0)) * relu(maximum(ay1, by1) - minimum(ay0, by0));
   return reshape(iou - (area_c - uni) / maximum(area_c, floor), {a.size(0)});
+}
+
+double class_weight_sum(int64_t queries, int64_t targets, double eos_coef) {
+  const int64_t matched = std::min(queries, targets);
+  return static_cast<double>(matched) + eos_coef * static_cast<double>(queries - matched);
 }
 
 SetCriterion::SetCriterion(const CriterionOptions& options) : options_(options) {
@@ -105,16 +111,15 @@ LayerLoss SetCriterion::layer_loss(const DetrPrediction& prediction,
       matched_boxes.insert(matched_boxes.end(), target_boxes[b].begin() + 4 * t, target_boxes[b].begin() + 4 * t + 4);
     }
   }
-  double weight_sum = 0;
-  for (double w : weight) weight_sum += w;
+  for (double w : weight) loss.class_weight_sum += w;
   const int64_t rows = batch * queries, matched = static_cast<int64_t>(matched_rows.size());
 
-  // ce = sum_n w_n CE(logits_n, class_n) / sum_n w_n
+  // ce_sum = sum_n w_n CE(logits_n, class_n)
   const Tensor flat_logits = reshape(to_dtype(logits, dtype), {rows, classes});
   const Tensor per_query = cross_entropy(flat_logits, to_device(from_vector(target_class, {rows}), device), -100, 0.0,
                                          Reduction::none);
   const Tensor w = to_device(from_vector(weight, {rows}, dtype), device);
-  loss.ce = sum(per_query * w) * (1.0 / weight_sum);
+  loss.ce_sum = sum(per_query * w);
 
   if (matched == 0) {
     loss.l1_sum = zeros({}, dtype, device);
@@ -137,7 +142,7 @@ CriterionResult SetCriterion::operator()(const std::vector<DetrPrediction>& pred
   CriterionResult result;
   for (const DetrPrediction& p : predictions) {
     LayerLoss layer = layer_loss(p, targets);
-    const Tensor term = layer.ce * (options_.loss_ce * ce_scale) + layer.l1_sum * options_.loss_bbox +
+    const Tensor term = layer.ce_sum * (options_.loss_ce * ce_scale) + layer.l1_sum * options_.loss_bbox +
                         layer.giou_sum * options_.loss_giou;
     result.loss_sum = result.loss_sum.defined() ? result.loss_sum + term : term;
     result.layers.push_back(std::move(layer));

@@ -17,17 +17,20 @@ struct CriterionOptions {
   HungarianMatcher matcher;    // matching cost weights (1, 5, 2)
 };
 
-// One decoder layer's loss terms, unweighted, and its matching; f32 (f64 for an f64 model).
+// One decoder layer's loss terms, unweighted, and its matching; f32 (f64 for an f64 model). The reference's
+// cross-entropy is the weighted mean ce_sum / class_weight_sum.
 struct LayerLoss {
-  Tensor ce;        // 0-d: sum_n w_n CE_n / sum_n w_n over the B * Q queries (the reference's weighted mean)
+  Tensor ce_sum;    // 0-d: sum_n w_n CE_n over the B * Q queries, w_n = 1 for a matched query, eos_coef otherwise
+  double class_weight_sum = 0;  // sum_n w_n
   Tensor l1_sum;    // 0-d: sum over matched pairs of |box - target|_1 (cx, cy, w, h)
   Tensor giou_sum;  // 0-d: sum over matched pairs of 1 - GIoU(box, target)
   std::vector<ImageMatch> matches;  // (B)
 };
 
 struct CriterionResult {
-  // sum over layers of loss_ce * ce * ce_scale + loss_bbox * l1_sum + loss_giou * giou_sum: divided by the box count
-  // it is the reference's total loss when ce_scale is that box count (see DetrTask for dp and accumulation).
+  // sum over layers of loss_ce * ce_sum * ce_scale + loss_bbox * l1_sum + loss_giou * giou_sum. With ce_scale = the
+  // box count / class_weight_sum, divided by the box count it is the reference's total loss; DetrTask takes both
+  // over every rank and micro-batch of an update, so every layout computes the same loss.
   Tensor loss_sum;
   std::vector<LayerLoss> layers;  // as the predictions
 };
@@ -36,6 +39,9 @@ struct CriterionResult {
 // box gives a finite value and gradient rather than NaN.
 // a, b (N, 4) normalised cx, cy, w, h -> (N)
 Tensor paired_generalized_iou(const Tensor& a, const Tensor& b);
+
+// sum_n w_n over an image's queries, known before matching: min(Q, M) matched queries weigh 1, the rest eos_coef.
+double class_weight_sum(int64_t queries, int64_t targets, double eos_coef);
 
 class SetCriterion {
  public:

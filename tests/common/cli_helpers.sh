@@ -30,3 +30,19 @@ run() {
   fi
   echo "ok   $name"
 }
+
+# compare_losses NAME RUN_A RUN_B FIRST LAST [RTOL]: the step losses of two runs' metrics.jsonl agree to RTOL (default
+# 1e-4 relative: f32 rounding of different summation orders), and each run logged every step from FIRST to LAST.
+compare_losses() {
+  $PY - "$2" "$3" "$4" "$5" "${6:-1e-4}" <<'PYEOF' || fail "$1: losses differ"
+import json, sys
+def losses(run):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(run + "/metrics.jsonl")) if "loss" in r}
+a, b, first, last = losses(sys.argv[1]), losses(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rtol = float(sys.argv[5])
+for step in range(first, last + 1):
+    assert step in a and step in b, (step, sorted(a), sorted(b))
+    assert abs(a[step] - b[step]) <= rtol * abs(b[step]), (step, a[step], b[step])
+print("losses agree:", {s: (round(a[s], 5), round(b[s], 5)) for s in range(first, last + 1)})
+PYEOF
+}

@@ -85,13 +85,18 @@ void check_case(const std::string& name, bool pre_norm, nn::Activation activatio
       EXPECT_EQ(loss.matches[b].target, int_values(file.get(match + ".target"))) << name << " " << match;
     }
     const std::vector<double> want = host_values(file.get(layer + ".losses"));  // ce, l1, giou
-    EXPECT_NEAR(loss.ce.item(), want[0], 1e-10) << name << " " << layer << " ce";
+    EXPECT_NEAR(loss.ce_sum.item() / loss.class_weight_sum, want[0], 1e-10) << name << " " << layer << " ce";
+    double weights = 0;
+    for (const auto& t : targets) weights += detr::class_weight_sum(6, t.labels.size(0), 0.1);
+    EXPECT_NEAR(loss.class_weight_sum, weights, 1e-12) << name << " " << layer;
     EXPECT_NEAR(loss.l1_sum.item() / num_boxes, want[1], 1e-10) << name << " " << layer << " l1";
     EXPECT_NEAR(loss.giou_sum.item() / num_boxes, want[2], 1e-10) << name << " " << layer << " giou";
   }
 
-  // The trainer's form: the loss sum with the cross-entropy scaled by the box count, divided by it.
-  const detr::CriterionResult result = criterion(predictions, targets, num_boxes);
+  // The trainer's form: the loss sum with the cross-entropy sum scaled by box count / class weights, divided by the box
+  // count.
+  const double ce_scale = num_boxes / criterion.layer_loss(predictions[0], targets).class_weight_sum;
+  const detr::CriterionResult result = criterion(predictions, targets, ce_scale);
   const Tensor total = result.loss_sum * (1.0 / num_boxes);
   EXPECT_NEAR(total.item(), host_values(file.get("total"))[0], 1e-10) << name;
   backward(total);
