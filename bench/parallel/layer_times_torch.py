@@ -356,6 +356,9 @@ def parse_args(argv):
 def model_dims(config_path):
     proto = os.path.join(REPO, "configs", "parallax.proto")
     config = pbtxt_config.load_config(config_path, [], pbtxt_config.load_schema(proto))
+    if pbtxt_config.model_kind(config) != "translator":
+        raise SystemExit(f"{config_path}: a {pbtxt_config.model_kind(config)} config; the layers timed are the "
+                         "translator's")
     m = config["model"]["translator"]
     dims = {k: m[k] for k in ("d_model", "num_heads", "d_ff", "encoder_layers", "decoder_layers", "pre_norm",
                               "dropout", "attention_dropout", "activation", "share_embeddings", "tie_output")}

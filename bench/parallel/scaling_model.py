@@ -232,9 +232,12 @@ def config_dims(path):
     import pbtxt_config  # noqa: E402  (needs the path above)
     try:
         schema = pbtxt_config.load_schema(os.path.join(REPO, "configs", "parallax.proto"))
-        model = pbtxt_config.load_config(path, [], schema)["model"]["translator"]
+        config = pbtxt_config.load_config(path, [], schema)
     except (OSError, pbtxt_config.ConfigError) as e:
         raise ModelError(f"{path}: cannot read the model config ({e})") from None
+    if pbtxt_config.model_kind(config) != "translator":
+        raise ModelError(f"{path}: a {pbtxt_config.model_kind(config)} config; the model here is the translator")
+    model = config["model"]["translator"]
     return {k: model[k] for k in ("d_model", "num_heads", "d_ff", "encoder_layers", "decoder_layers", "pre_norm",
                                   "dropout", "attention_dropout", "activation")}
 

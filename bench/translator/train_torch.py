@@ -20,7 +20,6 @@ Mirrors launcher/trainer.cpp and launcher/evaluator.cpp:
   (decoding.cpp's rules), SentencePiece detokenisation and sacreBLEU's default corpus BLEU.
 """
 import argparse
-import json
 import math
 import os
 import sys
@@ -43,6 +42,7 @@ REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "oracle"))
 from torch_translator import TorchTranslator, loss as translation_loss  # noqa: E402  (needs the path above)
 from pbtxt_config import ConfigError, config_text, load_config, load_schema, parse_text_format, unquote  # noqa: E402
+from train_common import Metrics, format_duration, format_rate, lr_at  # noqa: E402
 
 MASK32, MASK64 = (1 << 32) - 1, (1 << 64) - 1
 PERMUTATION_DOMAIN, BATCH_ORDER_DOMAIN = 0x50455231, 0x424F5231  # data/sampler.cpp's "PER1", "BOR1"
@@ -215,53 +215,6 @@ def epoch_statistics(lengths, src, tgt, max_tokens, seed):
     real = sum(len(src[i]) + len(tgt[i]) + 2 for b in batches for i in b)
     padded = sum(len(b) * (max(len(src[i]) for i in b) + max(len(tgt[i]) for i in b) + 2) for b in batches)
     return len(batches), sum(map(len, batches)) / len(batches), padded / len(batches), 1 - real / padded
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Schedule, logging.
-
-def lr_at(schedule, max_steps, step, base):
-    """core/optim/lr_schedule.h for update `step` (1-based)."""
-    warmup = schedule["warmup_steps"]
-    if schedule["name"] == "inverse_sqrt":
-        return 0.0 if step <= 0 else base * min(step / warmup, math.sqrt(warmup / step))
-    if schedule["name"] == "cosine":
-        if step <= warmup:
-            return base * max(step, 0) / warmup
-        q = min(1.0, (step - warmup) / (max_steps - warmup))
-        low = base * schedule["min_lr_ratio"]
-        return low + (base - low) * 0.5 * (1 + math.cos(math.pi * q))
-    return base
-
-
-def format_rate(per_second):
-    if not math.isfinite(per_second):
-        return "--"
-    if per_second < 999.5:
-        return f"{per_second:.0f}"
-    return f"{per_second / 1e3:.1f}k" if per_second < 999.95e3 else f"{per_second / 1e6:.1f}M"
-
-
-def format_duration(seconds):
-    if not math.isfinite(seconds) or seconds < 0:
-        return "--"
-    total = int(round(seconds))
-    if total < 60:
-        return f"{total}s"
-    return f"{total // 60}m{total % 60:02d}s" if total < 3600 else f"{total // 3600}h{total % 3600 // 60:02d}m"
-
-
-class Metrics:
-    """<run_dir>/metrics.jsonl records as launcher/metrics.cpp writes them (non-finite values as null)."""
-
-    def __init__(self, path, mode):
-        self.file = open(path, mode, encoding="utf-8")
-
-    def write(self, step, values):
-        record = {"step": step}
-        record.update({k: (v if math.isfinite(v) else None) for k, v in values.items()})
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
 
 
 # ----------------------------------------------------------------------------------------------------------
