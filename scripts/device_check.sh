@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one GPU check for the borrowed GPU machine: CUDA tests, 2 ranks on one GPU under the bundled mpirun, CPU<->GPU
-# resume, a few hundred Bible steps with eval and translate, the translator-step benchmark against the machine's torch.
+# resume, a few hundred Bible steps with eval and translate, DETR training and COCO evaluation on the GPU, the
+# translator-step benchmark against the machine's torch.
 #
 # How to run it with the device tool (after scripts/make_device_bundle.sh here; .devbundle is git-ignored):
 #   run  command:   bash scripts/device_check.sh
@@ -254,6 +255,27 @@ else
     step bible_translate 60 bash -c 'echo "In the beginning God created the heaven and the earth." |
       "$0" translate --run-dir "$1" --beam 4 "${@:2}"' "$px" "$bible" "${dev_args[@]}"
     verdict bible_translate "$(tail -n 1 "$log" | cut -c1-80)"
+  fi
+fi
+
+# 4b. DETR (configs/detr_fashion_tiny.pbtxt) on the bundled scenes: 200 steps on the GPU in bf16 with the COCO
+# evaluation at the end, then 10 more steps resumed on the CPU (f32) from the GPU's checkpoint.
+if [[ -z $gdev ]]; then
+  no_gpu detr_train_200
+else
+  detr=$work/detr
+  detr_steps=200
+  [[ $gdev == cpu ]] && detr_steps=20
+  step detr_train_$detr_steps 150 "$px" train configs/detr_fashion_tiny.pbtxt --run-dir "$detr" \
+    --set "data.dir=$bundle/data/fashion_scenes" --set "train.max_steps=$detr_steps" --set "train.device=$gdev" \
+    --set train.max_minutes=2 --set log.every_steps=20 --set eval.every_steps=0 --set eval.max_images=200 \
+    --set checkpoint.every_steps=100
+  verdict detr_train_$detr_steps "$(grep -oE "step +$detr_steps/$detr_steps \| loss [0-9.]+" "$log" | tail -1); \
+$(grep -m1 -oE 'valid mAP [0-9.]+ \| AP50 [0-9.]+' "$log")"
+  if (( rc == 0 )); then
+    step detr_resume_on_cpu 90 "$px" train --run-dir "$detr" --set "train.max_steps=$((detr_steps + 10))" \
+      --set train.device=cpu --set eval.max_images=32
+    verdict detr_resume_on_cpu "$(grep -oE "step +$((detr_steps + 10))/$((detr_steps + 10)) \| loss [0-9.]+" "$log")"
   fi
 fi
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Packs what scripts/device_check.sh runs on the borrowed GPU machine, whose image lacks our Debian libraries, into
-# .devbundle/bundle.tar.xz: binaries of a CUDA build, their shared libraries, Open MPI's mpirun, the Bible shards.
+# .devbundle/bundle.tar.xz: binaries of a CUDA build, their shared libraries, Open MPI's mpirun, the Bible shards and
+# a small set of Fashion-MNIST detection scenes.
 #
 # Usage: scripts/make_device_bundle.sh [BUILD_DIR]   (default: build; configured with nvcc present, so CUDA is on)
 #   DATA=runs/data/bible_en_es  the translation shards to pack (make bible-data DATA=runs/data builds them)
@@ -8,7 +9,8 @@
 #   launcher/parallax, bench/bench_translator_step, tests/<the CUDA tests and comm_mpi_test>, lib/ (every shared
 #   library they and mpirun load, less the machine's own), mpi/ (Open MPI's orterun and orted, its plugins
 #   lib/x86_64-linux-gnu/openmpi/lib/openmpi3, PMIx's plugins and help files under lib/x86_64-linux-gnu/pmix2, the
-#   help files share/openmpi; device_check.sh sets OPAL_PREFIX and PMIX_* to this folder), data/bible_en_es, MANIFEST.
+#   help files share/openmpi; device_check.sh sets OPAL_PREFIX and PMIX_* to this folder), data/bible_en_es,
+#   data/fashion_scenes (2,000 + 200 + 200 scenes made here from /usr/share/datasets/fashion-mnist), MANIFEST.
 # It is xz-compressed with a 64 MiB dictionary, which stores the CUDA kernels the binaries share once: the working
 # tree that travels (tracked + untracked files + .devbundle) must stay under 64 MiB; this script checks it.
 # Not packed, found on the GPU machine instead:
@@ -59,6 +61,8 @@ cp -a /usr/share/openmpi "$stage/mpi/share/"
 cp -a "$pmix_root/lib/pmix" "$stage/mpi/lib/x86_64-linux-gnu/pmix2/lib/"
 cp -a "$pmix_root/share" "$stage/mpi/lib/x86_64-linux-gnu/pmix2/"
 cp -a "$data" "$stage/data/bible_en_es"
+"$build/launcher/parallax" data build-detection --fashion-mnist /usr/share/datasets/fashion-mnist \
+  --out "$stage/data/fashion_scenes" --shards 2 --train-scenes 2000 --valid-scenes 200 --test-scenes 200 >/dev/null
 
 # Every library the binaries and plugins load (ldd lists the whole closure), less the machine's own.
 lddout=$(for f in "${exes[@]/#/$build/}" /usr/bin/orterun /usr/bin/orted "$ompi_lib"/*.so "$pmix_root"/lib/pmix/*.so; do
@@ -84,7 +88,7 @@ fi
 echo "left to the GPU machine: $(awk '$2 == "=>" {print $1}' <<<"$lddout" | sort -u | grep -E "$machine_libs" | tr '\n' ' ')"
 echo "packed $(ls "$stage/lib" | wc -l) libraries ($(du -sh "$stage/lib" | cut -f1)), the largest:"
 du -sh "$stage/lib"/* | sort -h | tail -5 | sed "s|$stage/||; s/^/  /"
-du -sh "$stage"/{launcher,bench,tests,mpi,data} | sed "s|$stage/||; s/^/  /"
+du -sh "$stage"/{launcher,bench,tests,mpi} "$stage"/data/* | sed "s|$stage/||; s/^/  /"
 
 # glibc: the newest symbol version anything in the bundle needs must not exceed the machine's.
 here_glibc=$(ldd --version | awk 'NR == 1 {print $NF}')
