@@ -1,7 +1,5 @@
-// core/nn/resnet against a torchvision-compatible ResNet (tests/oracle/gen_resnet.py) with the same weights in f64:
-// BasicBlock and Bottleneck, width 0.25 / 0.125, 2-4 stages, frozen and trainable batch norms (train and eval):
-// features, the input gradient, every parameter's gradient and the running statistics after the forward.
-// Also Conv2d / BatchNorm2d / FrozenBatchNorm2d module behaviour, ResNet's init, names and freezing.
+// core/nn/resnet vs a torchvision-compatible torch ResNet (oracle/gen_resnet.py) on the same weights in f64: features,
+// every gradient and running statistics; Conv2d / BatchNorm2d / FrozenBatchNorm2d, ResNet's init, names, freezing.
 #include <gtest/gtest.h>
 
 #include <algorithm>
