@@ -7,11 +7,11 @@ Default shapes: a ResNet-18 at 128x128, batch 16 (the stem's 7x7/2 without dL/dx
 other conv with dL/dx), plus a Bottleneck's 1x1 convs. ratio = parallax_ms / torch_ms: below 1.0 Parallax is faster.
 """
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
+
+from ops_vs_torch import load, run_interleaved
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -26,21 +26,6 @@ RESNET18_128_B16 = [
     ("l4_3x3_512-512_4", (16, 512, 4, 4, 512, 3, 1, 1, 1)),
     ("bottleneck_1x1_256-64_32", (16, 256, 32, 32, 64, 1, 1, 0, 1)),
 ]
-
-
-def load():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
-def run_json(cmd, env):
-    p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed (rc {p.returncode}):\n{p.stdout}\n{p.stderr}")
-    lines = [line for line in p.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        sys.exit(f"{' '.join(cmd)} printed no JSON line:\n{p.stdout}\n{p.stderr}")
-    return json.loads(lines[-1])
 
 
 def main():
@@ -65,13 +50,7 @@ def main():
     th_cmd = [a.python, os.path.join(HERE, "conv_torch.py")] + common
 
     load_before = load()
-    px_runs, th_runs = [], []
-    for i in range(a.runs):
-        order = [(px_cmd, px_runs), (th_cmd, th_runs)]
-        if i % 2:
-            order.reverse()
-        for cmd, sink in order:
-            sink.append(run_json(cmd, env))
+    px_runs, th_runs = run_interleaved(px_cmd, th_cmd, a.runs, env)
 
     print(f"# conv2d fwd+bwd (dW, and dX where x_grad), threads={a.threads}, {a.runs} runs x {a.reps} samples each, "
           f"interleaved; torch {th_runs[0].get('torch', '?')} (oneDNN); measured FMA peak "

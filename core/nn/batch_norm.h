@@ -1,5 +1,5 @@
-// BatchNorm2d over the channels of (N, C, H, W), like torch.nn.BatchNorm2d: weight 1 and bias 0 (parameters),
-// running_mean 0, running_var 1 and num_batches_tracked (i64) buffers; batch statistics in training, running ones in eval.
+// BatchNorm2d over the channels of (N, C, H, W) as torch.nn.BatchNorm2d: weight 1, bias 0 (parameters), running_mean
+// 0, running_var 1, num_batches_tracked (i64 buffers); batch statistics in training, running ones in eval.
 #pragma once
 
 #include "core/nn/module.h"

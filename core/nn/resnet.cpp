@@ -172,4 +172,15 @@ void ResNet::freeze_stages(int through) {
       if (name.rfind(prefix, 0) == 0) p.set_requires_grad(false);
 }
 
+void ResNet::load_torchvision_state_dict(const StateDict& state) {
+  StateDict kept;
+  for (const auto& [key, t] : state) {
+    const bool head = key.rfind("fc.", 0) == 0;
+    const bool later_layer = key.rfind("layer", 0) == 0 && key.size() > 5 && key[5] - '0' > options_.stages;
+    const bool counter = options_.frozen_bn && key.ends_with("num_batches_tracked");
+    if (!head && !later_layer && !counter) kept.emplace(key, t);
+  }
+  load_state_dict(kept);
+}
+
 }  // namespace px::nn

@@ -42,6 +42,11 @@ class ResNet : public Module {
   // freeze_stages(stages).
   void freeze_stages(int through);
 
+  // Loads a torchvision ResNet state dict (strictly, every name of this model required) after dropping what this
+  // backbone lacks: the fc head, layers beyond `stages`, and num_batches_tracked with frozen batch norms (as DETR's
+  // FrozenBatchNorm2d does).
+  void load_torchvision_state_dict(const StateDict& state);
+
  private:
   ResNetOptions options_;
   int64_t out_channels_ = 0;

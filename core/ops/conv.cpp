@@ -92,24 +92,23 @@ void conv_forward(const ConvPlan& p, const Tensor& x, const Tensor& w, const Ten
   for (int64_t n0 = 0; n0 < p.n; n0 += p.chunk) {
     const int64_t nb = std::min(p.chunk, p.n - n0);
     const Tensor yb = images(y, n0, nb, p.cout, p.l);
+    Tensor a, b, c;  // c = a @ b: (nb, Cout, K) @ (nb, K, L) pointwise, else (1, Cout, K) @ (1, K, nb L)
     if (p.pointwise) {
-      double beta = 0.0;
-      if (bias.defined()) {  // y = b, then y += w @ x
-        be.copy(bias.as_strided({nb, p.cout, p.l}, {0, bias.stride(0), 0}, bias.offset()), yb);
-        beta = 1.0;
-      }
-      be.gemm(w.as_strided({nb, p.cout, p.k}, {0, p.k, 1}, w.offset()), images(x, n0, nb, p.k, p.l), yb, 1.0, beta);
-      continue;
+      a = w.as_strided({nb, p.cout, p.k}, {0, p.k, 1}, w.offset());
+      b = images(x, n0, nb, p.k, p.l);
+      c = yb;
+    } else {
+      a = matrix(w, p.cout, p.k);
+      b = col_of(p, x, n0, nb, col);
+      c = nb == 1 ? matrix(yb, p.cout, p.l) : matrix(out, p.cout, nb * p.l);
     }
-    const Tensor cm = col_of(p, x, n0, nb, col);
-    const Tensor ym = nb == 1 ? matrix(yb, p.cout, p.l) : matrix(out, p.cout, nb * p.l);
     double beta = 0.0;
-    if (bias.defined()) {
-      be.copy(bias.as_strided(ym.shape(), {0, bias.stride(0), 0}, bias.offset()), ym);
+    if (bias.defined()) {  // c = b, then c += a @ b
+      be.copy(bias.as_strided(c.shape(), {0, bias.stride(0), 0}, bias.offset()), c);
       beta = 1.0;
     }
-    be.gemm(matrix(w, p.cout, p.k), cm, ym, 1.0, beta);
-    if (nb > 1) be.copy(per_image(ym, nb, p.cout, p.l), yb);
+    be.gemm(a, b, c, 1.0, beta);
+    if (!p.pointwise && nb > 1) be.copy(per_image(c, nb, p.cout, p.l), yb);
   }
 }
 
@@ -120,7 +119,6 @@ void conv_backward(const ConvPlan& p, const Tensor& x, const Tensor& w, const Te
   Backend& be = backend_of(gy);
   if (gw.defined() && p.n == 0) be.fill(gw, 0.0);
   const Tensor gw_m = gw.defined() ? matrix(gw, p.cout, p.k) : Tensor();
-  const Tensor w_t = w.defined() ? w.as_strided({1, p.k, p.cout}, {0, 1, p.k}, w.offset()) : Tensor();
   Tensor col, gyt;  // buffers: (K, chunk, L) and (Cout, chunk, L)
   if (!p.pointwise) col = Tensor::empty({p.k * p.chunk * p.l}, gy.dtype(), gy.device());
   if (!p.pointwise && p.chunk > 1) gyt = Tensor::empty({p.cout * p.chunk * p.l}, gy.dtype(), gy.device());
@@ -132,9 +130,8 @@ void conv_backward(const ConvPlan& p, const Tensor& x, const Tensor& w, const Te
         const Tensor x_t = x.as_strided({1, p.l, p.k}, {0, 1, p.l}, x.offset() + n * p.k * p.l);
         be.gemm(images(gy, n, 1, p.cout, p.l), x_t, gw_m, 1.0, n == 0 ? 0.0 : 1.0);
       }
-      if (gx.defined())
-        be.gemm(w_t.as_strided({nb, p.k, p.cout}, {0, 1, p.k}, w.offset()), gyb, images(gx, n0, nb, p.k, p.l), 1.0,
-                0.0);
+      if (gx.defined())  // gx[n] = w^T gy[n]
+        be.gemm(w.as_strided({nb, p.k, p.cout}, {0, 1, p.k}, w.offset()), gyb, images(gx, n0, nb, p.k, p.l), 1.0, 0.0);
       continue;
     }
     const Tensor gm = side_by_side(gyb, gyt, nb, p.cout, p.l);  // (1, Cout, nb L)
@@ -144,7 +141,7 @@ void conv_backward(const ConvPlan& p, const Tensor& x, const Tensor& w, const Te
     }
     if (gx.defined()) {
       const Tensor gcol = matrix(col, p.k, nb * p.l);  // col is spent: its buffer takes the gradient
-      be.gemm(w_t, gm, gcol, 1.0, 0.0);
+      be.gemm(w.as_strided({1, p.k, p.cout}, {0, 1, p.k}, w.offset()), gm, gcol, 1.0, 0.0);
       be.col2im(col.as_strided({p.k, nb, p.l}, {nb * p.l, p.l, 1}, col.offset()), image_chunk(gx, n0, nb, p.g), p.g);
     }
   }

@@ -91,7 +91,8 @@ Tensor interpolate_nearest(const Tensor& x, int64_t out_h, int64_t out_w) {
   if (autograd::any_requires_grad({&x})) {
     autograd::attach(y, "InterpolateNearestBackward", {x},
                      [rows, cols, dh, dw, mid_shape, x_shape = x.shape()](const Tensor& g) {
-                       Tensor gmid = zeros(mid_shape, g.dtype(), g.device()), gx = zeros(x_shape, g.dtype(), g.device());
+                       Tensor gmid = zeros(mid_shape, g.dtype(), g.device());
+                       Tensor gx = zeros(x_shape, g.dtype(), g.device());
                        if (g.numel() > 0) {
                          backend_of(g).index_add(gmid, dw, cols, detail::contiguous_raw(g));
                          backend_of(g).index_add(gx, dh, rows, gmid);

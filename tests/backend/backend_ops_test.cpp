@@ -401,7 +401,8 @@ void add_batchnorm(std::vector<OpCase>& t) {
       const DType sd = stat_dtype(d);
       const std::string where = std::string(" ") + d + " " + s;
       t.push_back({"batchnorm_stats" + where, OpFamily::batchnorm_stats, d,
-                   Ops{Operand::in("x", s, d).range(-3, 4), Operand::out("mean", {c}, sd), Operand::out("var", {c}, sd)},
+                   Ops{Operand::in("x", s, d).range(-3, 4), Operand::out("mean", {c}, sd),
+                       Operand::out("var", {c}, sd)},
                    [](Backend& b, const std::vector<Tensor>& o) { b.batchnorm_stats(o[0], o[1], o[2]); }});
       for (bool shift : {true, false})
         t.push_back({"channel_affine" + where + (shift ? "" : " without shift"), OpFamily::channel_affine, d,

@@ -1,6 +1,5 @@
-// Finite-difference gradient checks of the vision ops in f64: conv2d (kernels 1, 3, 7, stride, padding,
-// dilation, non-square images and windows, bias on and off, chunked im2col), max_pool2d, interpolate_nearest,
-// batch_norm (batch and running statistics) and frozen_batch_norm.
+// Finite-difference gradient checks of the vision ops in f64: conv2d (kernels 1, 3, 7, stride, padding, dilation,
+// non-square, bias on and off, chunked im2col), max_pool2d, interpolate_nearest, batch_norm, frozen_batch_norm.
 #include <gtest/gtest.h>
 
 #include <string>

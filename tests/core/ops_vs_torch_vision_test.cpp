@@ -1,6 +1,5 @@
-// PyTorch oracle for the vision ops (core/ops/conv.h, pool.h, batchnorm.h): conv2d with and without bias over
-// pointwise, strided, padded, dilated, 7x7 and non-square windows; max_pool2d with ties; nearest interpolation of
-// floats and bool masks; batch_norm with batch statistics.
+// PyTorch oracle for the vision ops (conv.h, pool.h, batchnorm.h): conv2d (1x1, strided, padded, dilated, 7x7,
+// non-square, bias or not), max_pool2d with ties, nearest interpolation of floats and bool masks, batch_norm.
 #include "tests/core/ops_vs_torch.h"
 
 namespace px::test {

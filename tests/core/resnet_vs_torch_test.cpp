@@ -1,7 +1,5 @@
-// core/nn/resnet against a torchvision-compatible ResNet (tests/oracle/gen_resnet.py) with the same weights in f64:
-// BasicBlock and Bottleneck, width 0.25 / 0.125, 2-4 stages, frozen and trainable batch norms (train and eval):
-// features, the input gradient, every parameter's gradient and the running statistics after the forward.
-// Also Conv2d / BatchNorm2d / FrozenBatchNorm2d module behaviour, ResNet's init, names and freezing.
+// core/nn/resnet vs a torchvision-compatible torch ResNet (oracle/gen_resnet.py) on the same weights in f64: features,
+// every gradient and running statistics; Conv2d / BatchNorm2d / FrozenBatchNorm2d, ResNet's init, names, freezing.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +12,7 @@
 #include "core/nn/frozen_batch_norm.h"
 #include "core/nn/resnet.h"
 #include "core/ops/ops.h"
+#include "core/util/error.h"
 #include "tests/common/compare.h"
 #include "tests/common/pxt.h"
 
@@ -87,6 +86,26 @@ TEST(ResNetVsTorch, BottleneckFrozenBatchNorm) { check_case("bottleneck_frozen")
 TEST(ResNetVsTorch, BasicBlockBatchNormTraining) { check_case("basic_bn_train"); }
 TEST(ResNetVsTorch, BottleneckBatchNormTraining) { check_case("bottleneck_bn_train"); }
 TEST(ResNetVsTorch, ResNet34BatchNormEvalFourStages) { check_case("resnet34_bn_eval"); }
+
+// A torchvision state dict of trainable batch norms (num_batches_tracked, an fc head) loads into a frozen-BN backbone
+// of fewer stages, whose features equal torch's eval-mode ones at the stages it has.
+TEST(ResNetVsTorch, TorchvisionWeightsLoadIntoAFrozenBackbone) {
+  nn::ResNetOptions o = options_of("resnet34_bn_eval");
+  o.frozen_bn = true;
+  Generator gen(1);
+  nn::ResNet full(o, gen);
+  nn::StateDict sd = entries("resnet34_bn_eval", "sd");
+  sd.emplace("fc.weight", zeros({1000, full.out_channels()}, DType::f64));
+  sd.emplace("fc.bias", zeros({1000}, DType::f64));
+  EXPECT_THROW(full.load_state_dict(sd), CheckpointError);  // unexpected num_batches_tracked and fc
+  full.load_torchvision_state_dict(sd);
+  EXPECT_TRUE(close(full(oracle().get("resnet34_bn_eval.x")), oracle().get("resnet34_bn_eval.y"), "features", 1e-8));
+  o.stages = 2;
+  nn::ResNet two(o, gen);
+  two.load_torchvision_state_dict(sd);
+  EXPECT_TRUE(close(two(oracle().get("resnet34_bn_eval.x")), full.stage_outputs(oracle().get("resnet34_bn_eval.x"))[1],
+                    "layer2 features", 0));
+}
 
 TEST(ResNet, TorchvisionNamesShapesAndStride) {
   Generator gen(2);

@@ -1,6 +1,5 @@
-// CUDA im2col and col2im around convolution's GEMMs, col laid out (C kh kw, B, OH OW): im2col with one thread per
-// (image, channel, output position) writing its kh kw taps; col2im gathering, per image element, the taps that read
-// it (no atomics).
+// CUDA im2col / col2im around convolution's GEMMs, col (C kh kw, B, OH OW): im2col a thread per (image, channel,
+// output position) writing its kh kw taps; col2im a thread per image element gathering the taps that read it.
 #include "core/backend/cuda/cuda_common.cuh"
 
 namespace px::gpu {
