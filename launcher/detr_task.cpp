@@ -74,6 +74,7 @@ detr::DetrOptions detr_options(const config::Config& config, int64_t num_classes
   o.activation = activation_of(m);
   o.pre_norm = m.pre_norm();
   o.num_queries = m.num_queries();
+  o.query_groups = m.query_groups();
   return o;
 }
 
@@ -148,6 +149,7 @@ void validate_detr(const config::Config& config) {
   require_unit_interval(field("dropout"), m.dropout());
   activation_of(m);
   require_at_least(field("num_queries"), m.num_queries(), 1);
+  require_at_least(field("query_groups"), m.query_groups(), 1);
   for (const auto& [name, value] : {std::pair<const char*, double>{"cost_class", m.cost_class()},
                                     {"cost_bbox", m.cost_bbox()}, {"cost_giou", m.cost_giou()},
                                     {"loss_ce", m.loss_ce()}, {"loss_bbox", m.loss_bbox()},
@@ -166,7 +168,7 @@ std::string detr_shape_difference(const config::Config& checkpoint, const config
   return shape_difference_of_fields(checkpoint.model().detr(), current.model().detr(),
                                     {"backbone", "backbone_width", "backbone_stages", "frozen_bn", "d_model",
                                      "num_heads", "encoder_layers", "decoder_layers", "d_ff", "pre_norm",
-                                     "num_queries"},
+                                     "num_queries", "query_groups"},
                                     kFields);
 }
 
@@ -281,9 +283,12 @@ class DetrTask : public Task {
       }
     const Tensor global = from_vector(sums, {2}, DType::f64);
     dp.all_reduce(global, parallel::ReduceOp::sum)->wait();
-    const double boxes = std::max(global.data<double>()[0], 1.0);
-    const double weights = global.data<double>()[1];  // 0 only with eos_coef 0 and no targets: no cross-entropy
-    ce_scale_ = weights > 0 ? boxes / weights : 0.0;
+    // Each of the G query groups is matched to every target: G times the boxes and class weights (Group DETR
+    // averages its groups' losses).
+    const double groups = static_cast<double>(config_.model().detr().query_groups());
+    const double boxes = groups * std::max(global.data<double>()[0], 1.0);
+    const double weights = groups * global.data<double>()[1];
+    ce_scale_ = weights > 0 ? boxes / weights : 0.0;  // 0 only with eos_coef 0 and no targets: no cross-entropy
     return boxes;
   }
   double units(const std::vector<std::unique_ptr<TaskBatch>>& micro_batches) const override {
@@ -297,7 +302,11 @@ class DetrTask : public Task {
     CHECK_GE(ce_scale_, 0) << "DetrTask::loss_sum before normaliser";
     const Tensor images = to_dtype(b.batch().images, detr().dtype());
     const auto predictions = detr().forward(images, b.positions(), config_.model().detr().aux_loss());
-    return criterion_(predictions, b.batch().targets, ce_scale_).loss_sum;
+    const int64_t groups = detr().running_groups();
+    if (groups == 1) return criterion_(predictions, b.batch().targets, ce_scale_).loss_sum;
+    std::vector<data::DetectionTarget> per_group;  // (B G): image b's targets for each of its G entries
+    for (const data::DetectionTarget& t : b.batch().targets) per_group.insert(per_group.end(), groups, t);
+    return criterion_(predictions, per_group, ce_scale_).loss_sum;
   }
   ThroughputUnit throughput_unit() const override { return {"img", "images_per_s"}; }
 

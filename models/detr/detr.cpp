@@ -36,6 +36,7 @@ void check_options(const DetrOptions& o) {
   require(o.decoder_layers > 0, "decoder_layers: must be positive, got " + std::to_string(o.decoder_layers));
   require(o.d_ff > 0, "d_ff: must be positive, got " + std::to_string(o.d_ff));
   require(o.num_queries > 0, "num_queries: must be positive, got " + std::to_string(o.num_queries));
+  require(o.query_groups > 0, "query_groups: must be positive, got " + std::to_string(o.query_groups));
   require(o.dropout >= 0 && o.dropout < 1, "dropout: must be in [0, 1), got " + std::to_string(o.dropout));
 }
 
@@ -55,7 +56,7 @@ Detr::Detr(const DetrOptions& options, Generator& init_gen, Generator& dropout_g
   input_proj_ = register_module(
       "input_proj", std::make_shared<nn::Conv2d>(backbone_->out_channels(), o.d_model, 1, init_gen,
                                                  Conv2dOptions{}, /*bias=*/true, o.dtype));
-  query_embed_ = register_module("query_embed", std::make_shared<nn::Embedding>(o.num_queries, o.d_model, init_gen,
+  query_embed_ = register_module("query_embed", std::make_shared<nn::Embedding>(o.num_queries * o.query_groups, o.d_model, init_gen,
                                                                                 o.dtype));
   auto transformer = register_module("transformer", std::make_shared<nn::Container>("DetrTransformer"));
   auto encoder = transformer->add("encoder", std::make_shared<nn::Container>("DetrEncoder"));
@@ -119,13 +120,29 @@ std::vector<DetrPrediction> Detr::forward(const Tensor& images, const FeaturePos
   for (const auto& layer : encoder_) memory = layer->forward(memory, mask, positions.pos);
   if (encoder_norm_) memory = encoder_norm_->forward(memory);
 
+  // G query groups: the decoder runs B G entries, entry b G + g with image b's memory and group g's queries.
+  const int64_t groups = running_groups(), queries = options_.num_queries;
+  const auto per_group = [&](const Tensor& t) {  // (B, ...) -> (B G, ...), each entry repeated G times
+    if (groups == 1) return t;
+    Shape expanded = t.shape(), merged = t.shape();
+    expanded.insert(expanded.begin() + 1, groups);
+    merged[0] *= groups;
+    return reshape(expand(unsqueeze(t, 1), expanded), merged);
+  };
   models::TransformerDecoderLayer::Positions decoder_positions;
-  decoder_positions.query = unsqueeze(query_embed_->weight(), 0);  // (1, Q, d)
-  decoder_positions.memory = positions.pos;
-  Tensor hidden = zeros({batch, options_.num_queries, d}, dtype(), images.device());
+  // (1, Q, d) for one group, else (B G, Q, d): entry b G + g holds rows [g Q, (g + 1) Q) of the table
+  const Tensor query = narrow(query_embed_->weight(), 0, 0, groups * queries);
+  decoder_positions.query =
+      groups == 1 ? unsqueeze(query, 0)
+                  : reshape(expand(reshape(query, {1, groups, queries, d}), {batch, groups, queries, d}),
+                            {batch * groups, queries, d});
+  decoder_positions.memory = per_group(positions.pos);
+  memory = per_group(memory);
+  const Tensor memory_mask = per_group(mask);
+  Tensor hidden = zeros({batch * groups, queries, d}, dtype(), images.device());
   std::vector<DetrPrediction> predictions;
   for (size_t i = 0; i < decoder_.size(); ++i) {
-    hidden = decoder_[i]->forward(hidden, memory, mask, nullptr, /*causal=*/false, decoder_positions);
+    hidden = decoder_[i]->forward(hidden, memory, memory_mask, nullptr, /*causal=*/false, decoder_positions);
     if (!aux && i + 1 < decoder_.size()) continue;
     const Tensor normed = decoder_norm_->forward(hidden);
     Tensor box = normed;
@@ -137,6 +154,8 @@ std::vector<DetrPrediction> Detr::forward(const Tensor& images, const FeaturePos
   }
   return predictions;
 }
+
+int64_t Detr::running_groups() const { return is_training() ? options_.query_groups : 1; }
 
 DType Detr::dtype() const { return query_embed_->weight().dtype(); }
 

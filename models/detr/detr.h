@@ -27,6 +27,10 @@ struct DetrOptions {
   nn::Activation activation = nn::Activation::relu;
   bool pre_norm = false;        // pre-norm adds a final encoder LayerNorm (the decoder always has one)
   int64_t num_queries = 100;
+  // Group DETR (Chen et al., ICCV 2023): in training, query_groups groups of num_queries queries that do not see
+  // each other (the decoder runs each group as its own batch entry), each matched one-to-one on its own; in eval
+  // mode only the first group runs, so inference is the reference's. 1: the reference.
+  int64_t query_groups = 1;
   DType dtype = DType::f32;
 };
 
@@ -42,15 +46,16 @@ struct FeaturePositions {
   Tensor pos;   // (B, h * w, d_model) in the model's dtype
 };
 
-// One decoder layer's predictions (after the shared final decoder LayerNorm and heads).
+// One decoder layer's predictions (after the shared final decoder LayerNorm and heads). With G query groups running
+// (training), entry b * G + g is image b's group g.
 struct DetrPrediction {
-  Tensor logits;  // (B, Q, num_classes + 1)
-  Tensor boxes;   // (B, Q, 4) normalised cx, cy, w, h in (0, 1)
+  Tensor logits;  // (B G, Q, num_classes + 1)
+  Tensor boxes;   // (B G, Q, 4) normalised cx, cy, w, h in (0, 1)
 };
 
 // Parameter names (reference name in brackets where it differs):
 //   backbone.{conv1,bn1,layer1..4}.*   [backbone.0.body.*], torchvision's ResNet names
-//   input_proj.{weight,bias}, query_embed.weight (Q, d)
+//   input_proj.{weight,bias}, query_embed.weight (G Q, d), group g's queries in rows [g Q, (g + 1) Q)
 //   transformer.encoder.layers.<i>.{self_attn.{qkv,out}, ff.{fc1,fc2}, norm1, norm2}.*   [self_attn.in_proj_*,
 //     out_proj, linear1, linear2]; pre-norm: transformer.encoder.norm.*
 //   transformer.decoder.layers.<i>.{self_attn.*, cross_attn.{q,kv,out}, ff.*, norm1..3}.*   [multihead_attn.*],
@@ -71,6 +76,8 @@ class Detr : public nn::Module {
   // images (B, 3, H, W) in dtype(), positions from feature_positions -> one prediction per decoder layer,
   // the last layer's last (every layer's only when aux outputs are wanted: aux = false gives just the last).
   std::vector<DetrPrediction> forward(const Tensor& images, const FeaturePositions& positions, bool aux = true) const;
+  // The query groups forward runs: options().query_groups in training, 1 in eval mode.
+  int64_t running_groups() const;
 
   const DetrOptions& options() const { return options_; }
   // The weights' and activations' dtype (options().dtype until `to` converts the model).

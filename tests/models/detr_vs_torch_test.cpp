@@ -136,5 +136,42 @@ TEST(DetrVsTorch, BackboneFreezeFollowsTheReference) {
   }
 }
 
+// Group DETR: in training each group of queries computes what a one-group model with that group's query rows computes
+// (the groups do not see each other); in eval mode only the first group runs.
+TEST(DetrQueryGroups, GroupsAreIndependentAndEvalRunsTheFirst) {
+  const PxtFile file("detr_post.pxt");
+  detr::DetrOptions grouped_options = options(false, nn::Activation::relu);
+  grouped_options.query_groups = 3;
+  Generator init(1), dropout(2);
+  detr::Detr grouped(grouped_options, init, dropout);
+  detr::Detr single(options(false, nn::Activation::relu), init, dropout);
+  nn::StateDict state = grouped.state_dict();
+  const Tensor table = state.at("query_embed.weight");  // (3 Q, d)
+  const Tensor images = file.get("images");
+  const detr::FeaturePositions positions = grouped.feature_positions(file.get("mask"), cpu());
+  grouped.train();
+  single.train();
+  const auto all = grouped.forward(images, positions);  // (3 B, Q, ...) per layer
+  ASSERT_EQ(all.back().logits.size(0), 3 * kImages);
+  for (int64_t g = 0; g < 3; ++g) {
+    state["query_embed.weight"] = narrow(table, 0, g * 6, 6);
+    single.load_state_dict(state);
+    const auto one = single.forward(images, positions);
+    for (int64_t l = 0; l < kLayers; ++l)
+      for (int64_t b = 0; b < kImages; ++b) {
+        const std::string what = "group " + std::to_string(g) + " layer " + std::to_string(l);
+        expect_close(narrow(all[l].logits, 0, b * 3 + g, 1), narrow(one[l].logits, 0, b, 1), 1e-12, what);
+        expect_close(narrow(all[l].boxes, 0, b * 3 + g, 1), narrow(one[l].boxes, 0, b, 1), 1e-12, what);
+      }
+  }
+  grouped.eval();
+  EXPECT_EQ(grouped.running_groups(), 1);
+  state["query_embed.weight"] = narrow(table, 0, 0, 6);
+  single.load_state_dict(state);
+  single.eval();
+  expect_close(grouped.forward(images, positions, false).back().logits,
+               single.forward(images, positions, false).back().logits, 1e-12, "eval");
+}
+
 }  // namespace
 }  // namespace px::test
