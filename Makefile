@@ -1,10 +1,10 @@
 # Thin wrapper over CMake: installs missing Debian packages, configures, builds with every core, runs.
-# `make demo` runs the main job; `make test` runs the whole test suite (what CI runs).
+# `make demo` runs the main job, `make demo-detr` DETR's; `make test` runs the whole test suite (what CI runs).
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: deps configure build demo test bench data bible-data clean
+.PHONY: deps configure build demo demo-detr test bench data bible-data fashion-data clean
 
 deps:
 	bash scripts/install_deps.sh
@@ -26,12 +26,29 @@ demo: build
 	./$(BUILD)/launcher/parallax eval --run-dir $(DEMO_RUN) --split test --beam 4 --show 5
 	@echo "translate your own sentences: ./$(BUILD)/launcher/parallax translate --run-dir $(DEMO_RUN)"
 
+# DETR: the Fashion-MNIST scenes (built once), configs/detr_fashion_tiny.pbtxt trained into a fresh run dir for
+# DETR_MINUTES (the config's 60 by default), its COCO metrics on the test split, then `parallax detect` on 4 test
+# scenes (written without their boxes to <run>/scenes/): JSON and annotated PNGs in <run>/detect/.
+DETR_MINUTES ?= 60
+DEMO_DETR_RUN ?= runs/demo-detr/$(DEMO_STAMP)
+demo-detr: build
+	@test -f $(DATA)/fashion_scenes/dataset.pbtxt || $(MAKE) --no-print-directory fashion-data
+	./$(BUILD)/launcher/parallax train configs/detr_fashion_tiny.pbtxt --run-dir $(DEMO_DETR_RUN) \
+	  --set data.dir=$(DATA)/fashion_scenes --set train.max_minutes=$(DETR_MINUTES)
+	./$(BUILD)/launcher/parallax eval --run-dir $(DEMO_DETR_RUN) --split test
+	./$(BUILD)/launcher/parallax data inspect $(DATA)/fashion_scenes --examples 4 --no-boxes \
+	  --png-dir $(DEMO_DETR_RUN)/scenes >/dev/null
+	./$(BUILD)/launcher/parallax detect --run-dir $(DEMO_DETR_RUN) $(DEMO_DETR_RUN)/scenes/test_*.png
+	@echo "detect your own images: ./$(BUILD)/launcher/parallax detect --run-dir $(DEMO_DETR_RUN) IMAGE..."
+
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 
 # The real datasets: the English-Spanish Bible (shards + SentencePiece) and Fashion-MNIST scenes.
 DATA ?= runs/data
-data: bible-data
+data: bible-data fashion-data
+
+fashion-data: build
 	./$(BUILD)/launcher/parallax data build-detection --fashion-mnist /usr/share/datasets/fashion-mnist \
 	  --out $(DATA)/fashion_scenes --shards 8
 

@@ -11,6 +11,7 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 
 #include "core/util/check.h"
@@ -18,6 +19,8 @@
 
 namespace px::data {
 namespace {
+
+namespace fs = std::filesystem;
 
 // Larger images are refused before their pixels are allocated (a corrupt header can claim 4G x 4G).
 constexpr int64_t kMaxPixels = int64_t{1} << 28;
@@ -31,7 +34,15 @@ struct FileCloser {
 };
 using File = std::unique_ptr<std::FILE, FileCloser>;
 
+// A regular file's bytes. Anything else is refused before it is opened: a directory, and a FIFO or device, which
+// could block or never end.
 std::vector<uint8_t> read_file_bytes(const std::string& path) {
+  std::error_code error;
+  const fs::file_status status = fs::status(path, error);
+  if (status.type() == fs::file_type::not_found) fail(path, "no such file");
+  if (error) fail(path, "cannot open: " + error.message());
+  if (status.type() == fs::file_type::directory) fail(path, "is a directory");
+  if (status.type() != fs::file_type::regular) fail(path, "not a regular file");
   File file(std::fopen(path.c_str(), "rb"));
   if (!file) fail(path, std::string("cannot open: ") + std::strerror(errno));
   std::vector<uint8_t> bytes;
@@ -79,6 +90,7 @@ void jpeg_message(j_common_ptr cinfo, int level) {
 struct JpegDecoder {
   jpeg_decompress_struct cinfo{};
   JpegErrorManager err{};
+  bool unsupported = false;  // a valid JPEG of a kind this decoder does not take (err.message says which)
   JpegDecoder() {
     cinfo.err = jpeg_std_error(&err.pub);
     err.pub.error_exit = jpeg_fail;
@@ -96,7 +108,12 @@ bool decode_jpeg(const std::string& path, const std::vector<uint8_t>& bytes, Jpe
   jpeg_create_decompress(&dec.cinfo);
   jpeg_mem_src(&dec.cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&dec.cinfo, TRUE);
-  dec.cinfo.out_color_space = JCS_RGB;  // grey is expanded; CMYK has no conversion and fails
+  if (dec.cinfo.jpeg_color_space == JCS_CMYK || dec.cinfo.jpeg_color_space == JCS_YCCK) {
+    dec.unsupported = true;
+    std::snprintf(dec.err.message, sizeof(dec.err.message), "CMYK colours (convert the image to RGB)");
+    return false;
+  }
+  dec.cinfo.out_color_space = JCS_RGB;  // grey is expanded
   allocate_rgb(path, dec.cinfo.image_height, dec.cinfo.image_width, out);
   jpeg_start_decompress(&dec.cinfo);
   CHECK_EQ(dec.cinfo.output_components, 3);
@@ -112,7 +129,9 @@ bool decode_jpeg(const std::string& path, const std::vector<uint8_t>& bytes, Jpe
 Image read_jpeg(const std::string& path, const std::vector<uint8_t>& bytes) {
   JpegDecoder dec;
   Image image;
-  if (!decode_jpeg(path, bytes, dec, image)) fail(path, std::string("corrupt JPEG: ") + dec.err.message);
+  if (!decode_jpeg(path, bytes, dec, image)) {
+    fail(path, (dec.unsupported ? "unsupported JPEG: " : "corrupt JPEG: ") + std::string(dec.err.message));
+  }
   return image;
 }
 
@@ -245,17 +264,6 @@ std::vector<Tap> bilinear_taps(int32_t in, int32_t out) {
   return taps;
 }
 
-// Fills [x0, x1] x [y0, y1] (inclusive) intersected with the image.
-void fill_rect(Image& image, int64_t x0, int64_t y0, int64_t x1, int64_t y1, const uint8_t rgb[3]) {
-  x0 = std::max<int64_t>(x0, 0);
-  y0 = std::max<int64_t>(y0, 0);
-  x1 = std::min<int64_t>(x1, image.width - 1);
-  y1 = std::min<int64_t>(y1, image.height - 1);
-  for (int64_t y = y0; y <= y1; ++y) {
-    for (int64_t x = x0; x <= x1; ++x) std::memcpy(&image.pixels[(y * image.width + x) * 3], rgb, 3);
-  }
-}
-
 // Rounds a coordinate to a pixel index; far-off values are clamped first so the conversion is defined.
 int64_t to_pixel(float v, int32_t size) {
   return std::lround(std::clamp(v, -1.0f - size, 2.0f * size + 1.0f));
@@ -306,6 +314,18 @@ Image resize_bilinear(const Image& image, int32_t height, int32_t width) {
     }
   }
   return out;
+}
+
+void fill_rect(Image& image, int64_t x0, int64_t y0, int64_t x1, int64_t y1, const uint8_t rgb[3]) {
+  check_image(image);
+  CHECK_EQ(image.channels, 3) << "fill_rect draws on RGB images";
+  x0 = std::max<int64_t>(x0, 0);
+  y0 = std::max<int64_t>(y0, 0);
+  x1 = std::min<int64_t>(x1, image.width - 1);
+  y1 = std::min<int64_t>(y1, image.height - 1);
+  for (int64_t y = y0; y <= y1; ++y) {
+    for (int64_t x = x0; x <= x1; ++x) std::memcpy(&image.pixels[(y * image.width + x) * 3], rgb, 3);
+  }
 }
 
 void draw_box(Image& image, float x0, float y0, float x1, float y1, const uint8_t rgb[3], int thickness) {

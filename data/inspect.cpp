@@ -92,7 +92,7 @@ void inspect_detection(const InspectOptions& options, const proto::DatasetIndex&
       data.read(i, ex);
       Image img{ex.height, ex.width, 3, ex.pixels};
       static const uint8_t kRed[3] = {255, 40, 40};
-      for (int64_t b = 0; b < ex.num_boxes(); ++b) {
+      for (int64_t b = 0; options.draw_boxes && b < ex.num_boxes(); ++b) {
         const float* x = &ex.boxes[4 * b];  // cx, cy, w, h
         draw_box(img, (x[0] - x[2] / 2) * ex.width, (x[1] - x[3] / 2) * ex.height,
                  (x[0] + x[2] / 2) * ex.width - 1, (x[1] + x[3] / 2) * ex.height - 1, kRed);

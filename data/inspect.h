@@ -12,6 +12,7 @@ struct InspectOptions {
   std::string dir;
   int examples = 3;       // decoded examples per split
   std::string png_dir;    // detection: where example PNGs go (default <dir>/inspect)
+  bool draw_boxes = true; // detection: the ground-truth boxes drawn on the PNGs
 };
 
 // Prints the summary to `out`. DataError on a malformed index or shard.

@@ -114,6 +114,7 @@ void add_inspect(CLI::App& data, int& exit_code) {
   cmd->add_option("--examples", a->inspect.examples, "decoded examples per split")->capture_default_str()
       ->check(at_least(0));
   cmd->add_option("--png-dir", a->inspect.png_dir, "where detection example PNGs go (default DIR/inspect)");
+  cmd->add_flag("--no-boxes{false}", a->inspect.draw_boxes, "write the detection example PNGs without their boxes");
   cmd->callback([a, &exit_code] {
     if (!a->verify) return data::inspect_dataset(a->inspect, std::cout);
     try {

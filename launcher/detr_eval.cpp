@@ -59,6 +59,13 @@ std::string coco_metric_key(const std::string& stat_name) {
   return key;
 }
 
+std::vector<std::pair<std::string, double>> coco_metrics(const detr::CocoStats& stats, const std::string& prefix) {
+  std::vector<std::pair<std::string, double>> metrics;
+  for (int i = 0; i < detr::kCocoNumStats; ++i)
+    metrics.emplace_back(prefix + coco_metric_key(detr::coco_stat_names()[i]), stats.values[i]);
+  return metrics;
+}
+
 DetectionEvalResult evaluate_detection(detr::Detr& model, const DetectionData& data,
                                        const DetectionEvalOptions& options) {
   const auto start = std::chrono::steady_clock::now();

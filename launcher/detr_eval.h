@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "data/detection_loader.h"
 #include "launcher/detr_task.h"
@@ -33,5 +35,7 @@ DetectionEvalResult evaluate_detection(detr::Detr& model, const DetectionData& d
 
 // metrics.jsonl key of a COCO stat name: "AP" -> "map", "AP50" -> "ap50", "ARs" -> "ars".
 std::string coco_metric_key(const std::string& stat_name);
+// The 12 stats as metrics named prefix + coco_metric_key, in COCO's order.
+std::vector<std::pair<std::string, double>> coco_metrics(const detr::CocoStats& stats, const std::string& prefix = "");
 
 }  // namespace px

@@ -128,6 +128,21 @@ DetrBundle build_detr(const config::Config& config, const DetectionData& data, p
 
 namespace {
 
+// data.augment: the sizes and probabilities of DETR's transforms.
+void validate_augment(const config::DetectionAugmentConfig& a) {
+  if (!(a.flip_prob() >= 0 && a.flip_prob() <= 1)) {
+    char got[32];
+    std::snprintf(got, sizeof got, "%g", a.flip_prob());
+    throw ConfigError(std::string("data.augment.flip_prob: must be in [0, 1], got ") + got);
+  }
+  for (const int size : a.scales()) require_at_least("data.augment.scales", size, 1);
+  for (const int size : a.crop_resize_scales()) require_at_least("data.augment.crop_resize_scales", size, 1);
+  require_at_least("data.augment.max_size", a.max_size(), 0);
+  require_at_least("data.augment.crop_min", a.crop_min(), 1);
+  require_at_least("data.augment.crop_max", a.crop_max(), 1);
+  require_at_least("data.augment.eval_size", a.eval_size(), 1);
+}
+
 void validate_detr(const config::Config& config) {
   const config::DetrConfig& m = config.model().detr();
   require_one_of(field("backbone"), m.backbone(), {"resnet18", "resnet34", "resnet50"});
@@ -150,6 +165,7 @@ void validate_detr(const config::Config& config) {
   activation_of(m);
   require_at_least(field("num_queries"), m.num_queries(), 1);
   require_at_least(field("query_groups"), m.query_groups(), 1);
+  validate_augment(config.data().augment());
   for (const auto& [name, value] : {std::pair<const char*, double>{"cost_class", m.cost_class()},
                                     {"cost_bbox", m.cost_bbox()}, {"cost_giou", m.cost_giou()},
                                     {"loss_ce", m.loss_ce()}, {"loss_bbox", m.loss_bbox()},
@@ -321,9 +337,7 @@ class DetrTask : public Task {
     options.dp = &grid.dp();
     const DetectionEvalResult r = evaluate_detection(detr(), data_, options);
     EvalReport report;
-    const auto& names = detr::coco_stat_names();
-    for (int i = 0; i < detr::kCocoNumStats; ++i) report.metrics.emplace_back(coco_metric_key(names[i]),
-                                                                             r.stats.values[i]);
+    report.metrics = coco_metrics(r.stats);
     char summary[200];
     std::snprintf(summary, sizeof summary, "valid mAP %.4f | AP50 %.4f | AP75 %.4f | AR100 %.4f on %lld images",
                   r.stats.values[0], r.stats.values[1], r.stats.values[2], r.stats.values[8],

@@ -47,8 +47,8 @@ detr::CriterionOptions criterion_options(const config::Config& config, int64_t n
 data::DetectionAugment augment_options(const config::Config& config, bool train);
 
 // The "detr" TaskKind: model.detr's checks (a known backbone, width > 0, 1..4 stages, d_model even and divisible
-// by num_heads, dropout in [0, 1), parallel.tp dividing num_heads and d_ff), its shape fields and
-// open_detr_task.
+// by num_heads, dropout in [0, 1), parallel.tp dividing num_heads and d_ff) and data.augment's (sizes >= 1,
+// max_size >= 0, flip_prob in [0, 1]), its shape fields and open_detr_task.
 extern const TaskKind kDetrKind;
 
 // The training Task of a DETR config: opens the dataset and checks that both splits exist.

@@ -10,6 +10,8 @@
 #include "core/util/error.h"
 #include "core/util/logging.h"
 #include "launcher/data_commands.h"
+#include "launcher/detr_commands.h"
+#include "launcher/run_commands.h"
 #include "launcher/translator_commands.h"
 
 namespace {
@@ -33,7 +35,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int exit_code = 0;
   px::add_data_commands(app, exit_code);
+  px::add_run_commands(app, exit_code);
   px::add_translator_commands(app, exit_code);
+  px::add_detr_commands(app, exit_code);
   try {
     px::init_logging(argv[0], "", 0);
     app.parse(argc, argv);

@@ -1,10 +1,13 @@
-// The translator's subcommands: `parallax train`, `parallax eval` and `parallax translate`, registered on
-// the CLI; eval and translate load a run directory's latest checkpoint.
+// The translator's side of the commands on a trained run: `parallax eval` of a translator run, and `parallax
+// translate`, registered on the CLI.
 #pragma once
 
 #include <iosfwd>
 #include <string>
 #include <vector>
+
+#include "launcher/run_commands.h"
+#include "launcher/trained_run.h"
 
 namespace CLI {
 class App;
@@ -12,22 +15,12 @@ class App;
 
 namespace px {
 
-// Registers train, eval and translate; their callbacks store the exit code.
+// Registers translate; its callback stores the exit code.
 void add_translator_commands(CLI::App& app, int& exit_code);
 
-struct EvalCommand {
-  std::string run_dir;
-  std::string split = "test";
-  int beam = 0;                 // 0: the config's eval.beam
-  int64_t max_sentences = 0;    // 0: the whole split
-  int show = 3;                 // example translations printed
-  std::string output;           // file for the hypotheses, one per line in split order ("" : none)
-  std::string device = "auto";  // auto | cpu | cuda (precision: the config's train.precision)
-  std::vector<std::string> overrides;
-};
-// Prints loss, perplexity and BLEU of the latest checkpoint on a split and appends them to metrics.jsonl
-// as <split>_loss, <split>_ppl, <split>_bleu. Returns the exit code.
-int run_eval(const EvalCommand& command);
+// Prints loss, perplexity and BLEU of a translator run's latest checkpoint (opened by open_trained_run) on a split
+// and appends them to metrics.jsonl as <split>_loss, <split>_ppl, <split>_bleu. Returns the exit code.
+int run_translator_eval(const TrainedRun& run, const EvalCommand& command);
 
 struct TranslateCommand {
   std::string run_dir;

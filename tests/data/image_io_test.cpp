@@ -1,5 +1,7 @@
-// data/image_io: PNG round trips, JPEG decoding of labelme's VOC photos, DataErrors for missing,
-// truncated and corrupt files, bilinear resize against hand-computed values, and clipped box drawing.
+// data/image_io: PNG round trips, every PNG colour type and bit depth (written with libpng here) as PIL's
+// convert("RGB"), JPEG decoding of labelme's VOC photos, DataErrors for missing, truncated, corrupt, CMYK, empty,
+// zero-sized and non-regular files, bilinear resize against hand-computed values, and clipped drawing.
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -8,6 +10,10 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <jpeglib.h>
+#include <png.h>
+#include <sys/stat.h>
+#include <zlib.h>
 
 #include "core/util/error.h"
 #include "data/image_io.h"
@@ -40,6 +46,73 @@ Image pattern_image(int32_t h, int32_t w, int32_t c) {
   return image;
 }
 
+// A PNG of any colour type, bit depth and interlacing, written by libpng from packed rows (16-bit samples
+// big-endian, as PNG stores them).
+struct PngSpec {
+  int width = 0, height = 0, bit_depth = 8, colour_type = PNG_COLOR_TYPE_RGB;
+  bool interlaced = false;
+  std::vector<png_color> palette;
+  std::vector<uint8_t> palette_alpha;  // tRNS of a palette image
+};
+
+void write_png_spec(const std::string& path, const PngSpec& spec, std::vector<std::vector<uint8_t>> rows) {
+  std::FILE* file = std::fopen(path.c_str(), "wb");
+  ASSERT_NE(file, nullptr) << path;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png_create_info_struct(png);
+  png_init_io(png, file);
+  png_set_IHDR(png, info, spec.width, spec.height, spec.bit_depth, spec.colour_type,
+               spec.interlaced ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
+  if (!spec.palette.empty()) png_set_PLTE(png, info, spec.palette.data(), static_cast<int>(spec.palette.size()));
+  if (!spec.palette_alpha.empty()) {
+    png_set_tRNS(png, info, spec.palette_alpha.data(), static_cast<int>(spec.palette_alpha.size()), nullptr);
+  }
+  std::vector<png_bytep> pointers;
+  for (auto& row : rows) pointers.push_back(row.data());
+  png_set_rows(png, info, pointers.data());
+  png_write_png(png, info, PNG_TRANSFORM_IDENTITY, nullptr);
+  png_destroy_write_struct(&png, &info);
+  std::fclose(file);
+}
+
+// A 16-bit RGB image's pixel (x, y) and an 8-bit grey image's: distinct high and low bytes everywhere.
+uint16_t sample16(int x, int y, int c) { return static_cast<uint16_t>((x * 4099 + y * 257 * 7 + c * 11111) % 65536); }
+
+// Replaces a PNG's IHDR width with `width` and recomputes the chunk's CRC, so only the size is wrong.
+std::vector<uint8_t> with_ihdr_width(std::vector<uint8_t> png, uint32_t width) {
+  // signature (8), IHDR length (4), "IHDR" (4), width (4), height (4), 5 bytes, CRC (4).
+  for (int k = 0; k < 4; ++k) png[16 + k] = static_cast<uint8_t>(width >> (24 - 8 * k));
+  const uint32_t crc = static_cast<uint32_t>(crc32(crc32(0, nullptr, 0), png.data() + 12, 17));
+  for (int k = 0; k < 4; ++k) png[29 + k] = static_cast<uint8_t>(crc >> (24 - 8 * k));
+  return png;
+}
+
+// A 4x3 CMYK JPEG written by libjpeg.
+void write_cmyk_jpeg(const std::string& path) {
+  jpeg_compress_struct cinfo{};
+  jpeg_error_mgr err{};
+  cinfo.err = jpeg_std_error(&err);
+  jpeg_create_compress(&cinfo);
+  unsigned char* buffer = nullptr;
+  unsigned long size = 0;
+  jpeg_mem_dest(&cinfo, &buffer, &size);
+  cinfo.image_width = 4;
+  cinfo.image_height = 3;
+  cinfo.input_components = 4;
+  cinfo.in_color_space = JCS_CMYK;
+  jpeg_set_defaults(&cinfo);
+  jpeg_start_compress(&cinfo, TRUE);
+  std::vector<uint8_t> row(16, 100);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW r = row.data();
+    jpeg_write_scanlines(&cinfo, &r, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  write_bytes(path, std::vector<uint8_t>(buffer, buffer + size));
+  jpeg_destroy_compress(&cinfo);
+  std::free(buffer);
+}
 
 TEST_F(ImageIoTest, PngRoundTripIsExact) {
   const Image rgb = pattern_image(17, 23, 3);
@@ -64,6 +137,86 @@ TEST_F(ImageIoTest, GreyPngExpandsAndAlphaIsDropped) {
       EXPECT_EQ(rgba_back.pixels[3 * p + k], rgba.pixels[4 * p + k]);
     }
   }
+}
+
+TEST_F(ImageIoTest, SixteenBitPngsKeepTheHighByte) {
+  for (const bool interlaced : {false, true}) {
+    const int w = 9, h = 7;
+    PngSpec rgb{w, h, 16, PNG_COLOR_TYPE_RGB, interlaced, {}, {}};
+    PngSpec grey{w, h, 16, PNG_COLOR_TYPE_GRAY, interlaced, {}, {}};
+    std::vector<std::vector<uint8_t>> rgb_rows(h), grey_rows(h);
+    for (int y = 0; y < h; ++y) {
+      for (int x = 0; x < w; ++x) {
+        for (int c = 0; c < 3; ++c) rgb_rows[y].insert(rgb_rows[y].end(), {uint8_t(sample16(x, y, c) >> 8),
+                                                                           uint8_t(sample16(x, y, c) & 0xFF)});
+        grey_rows[y].insert(grey_rows[y].end(), {uint8_t(sample16(x, y, 0) >> 8), uint8_t(sample16(x, y, 0) & 0xFF)});
+      }
+    }
+    write_png_spec(path("rgb16.png"), rgb, rgb_rows);
+    write_png_spec(path("grey16.png"), grey, grey_rows);
+    const Image rgb_back = read_image(path("rgb16.png")), grey_back = read_image(path("grey16.png"));
+    ASSERT_EQ(rgb_back.channels, 3);
+    ASSERT_EQ(grey_back.channels, 3);
+    ASSERT_EQ(rgb_back.pixels.size(), size_t(w * h * 3));
+    ASSERT_EQ(grey_back.pixels.size(), size_t(w * h * 3));
+    for (int y = 0; y < h; ++y) {
+      for (int x = 0; x < w; ++x) {
+        for (int c = 0; c < 3; ++c) {
+          const size_t at = (size_t(y) * w + x) * 3 + c;
+          EXPECT_EQ(rgb_back.pixels[at], sample16(x, y, c) >> 8) << x << "," << y << " interlaced " << interlaced;
+          EXPECT_EQ(grey_back.pixels[at], sample16(x, y, 0) >> 8) << x << "," << y << " interlaced " << interlaced;
+        }
+      }
+    }
+  }
+}
+
+TEST_F(ImageIoTest, PalettePngsExpandAndTheirTransparencyIsDropped) {
+  const std::vector<png_color> palette = {{10, 20, 30}, {200, 100, 50}, {0, 255, 0}, {255, 255, 255}};
+  // 2 bits per index, 4 pixels a byte: the row 0 1 2 3 3 2 (padded).
+  const std::vector<std::vector<uint8_t>> rows = {{0b00011011, 0b11100000}, {0b11111111, 0b00000000}};
+  const std::vector<int> indices = {0, 1, 2, 3, 3, 2, 3, 3, 3, 3, 0, 0};
+  write_png_spec(path("palette.png"), {6, 2, 2, PNG_COLOR_TYPE_PALETTE, false, palette, {}}, rows);
+  write_png_spec(path("palette_trns.png"), {6, 2, 2, PNG_COLOR_TYPE_PALETTE, false, palette, {0, 128}}, rows);
+  for (const char* name : {"palette.png", "palette_trns.png"}) {
+    const Image back = read_image(path(name));
+    ASSERT_EQ(back.height, 2);
+    ASSERT_EQ(back.width, 6);
+    ASSERT_EQ(back.channels, 3);
+    for (size_t p = 0; p < indices.size(); ++p) {
+      const png_color& c = palette[indices[p]];
+      EXPECT_EQ(back.pixels[3 * p], c.red) << name << " pixel " << p;
+      EXPECT_EQ(back.pixels[3 * p + 1], c.green) << name << " pixel " << p;
+      EXPECT_EQ(back.pixels[3 * p + 2], c.blue) << name << " pixel " << p;
+    }
+  }
+}
+
+TEST_F(ImageIoTest, LowBitGreyAndGreyAlphaPngsExpand) {
+  // 1-bit grey: 0 -> 0, 1 -> 255. Grey + alpha (8 bits): the alpha is dropped.
+  write_png_spec(path("bits.png"), {5, 1, 1, PNG_COLOR_TYPE_GRAY, false, {}, {}}, {{0b10110000}});
+  write_png_spec(path("grey_alpha.png"), {2, 1, 8, PNG_COLOR_TYPE_GRAY_ALPHA, true, {}, {}}, {{77, 0, 199, 255}});
+  const Image bits = read_image(path("bits.png")), grey_alpha = read_image(path("grey_alpha.png"));
+  EXPECT_EQ(bits.pixels, (std::vector<uint8_t>{255, 255, 255, 0, 0, 0, 255, 255, 255, 255, 255, 255, 0, 0, 0}));
+  EXPECT_EQ(grey_alpha.pixels, (std::vector<uint8_t>{77, 77, 77, 199, 199, 199}));
+}
+
+TEST_F(ImageIoTest, ZeroSizedAndCmykImagesAreDataErrors) {
+  write_png(path("ok.png"), pattern_image(4, 4, 3));
+  write_bytes(path("zero_width.png"), with_ihdr_width(read_bytes(path("ok.png")), 0));
+  expect_data_error([&] { read_image(path("zero_width.png")); }, {path("zero_width.png"), "width"});
+  write_bytes(path("huge.png"), with_ihdr_width(read_bytes(path("ok.png")), 1u << 30));  // 2^30 x 4: refused
+  expect_data_error([&] { read_image(path("huge.png")); }, {path("huge.png")});
+  write_cmyk_jpeg(path("cmyk.jpg"));
+  expect_data_error([&] { read_image(path("cmyk.jpg")); }, {path("cmyk.jpg"), "CMYK"});
+}
+
+TEST_F(ImageIoTest, DirectoriesAndOtherNonRegularFilesAreRefusedUnread) {
+  fs::create_directory(path("folder.png"));
+  expect_data_error([&] { read_image(path("folder.png")); }, {path("folder.png"), "directory"});
+  ASSERT_EQ(mkfifo(path("pipe.png").c_str(), 0600), 0);  // opening it would block until a writer came
+  expect_data_error([&] { read_image(path("pipe.png")); }, {path("pipe.png"), "not a regular file"});
+  expect_data_error([&] { read_image("/dev/zero"); }, {"/dev/zero", "not a regular file"});  // would never end
 }
 
 TEST_F(ImageIoTest, JpegSizesMatchTheVocAnnotations) {
@@ -180,6 +333,16 @@ TEST(DrawBox, ClipsToTheImage) {
 
   draw_box(image, 20.f, 20.f, 30.f, 30.f, colour);  // wholly outside: nothing
   EXPECT_EQ(lit_pixels(image), expected);
+}
+
+TEST(FillRect, FillsTheInclusiveRectangleClipped) {
+  const uint8_t colour[3] = {9, 8, 7};
+  Image image{4, 5, 3, std::vector<uint8_t>(4 * 5 * 3, 0)};
+  fill_rect(image, 3, -2, 9, 1, colour);
+  EXPECT_EQ(lit_pixels(image), (std::set<std::pair<int, int>>{{3, 0}, {4, 0}, {3, 1}, {4, 1}}));
+  fill_rect(image, 2, 2, 1, 3, colour);  // empty: x1 < x0
+  fill_rect(image, -10, -10, -1, -1, colour);
+  EXPECT_EQ(lit_pixels(image).size(), 4u);
 }
 
 TEST(DrawBox, ThicknessGrowsInward) {
