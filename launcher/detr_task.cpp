@@ -110,18 +110,10 @@ data::DetectionAugment augment_options(const config::Config& config, bool train)
 DetrBundle build_detr(const config::Config& config, const DetectionData& data, parallel::ParallelGrid* grid,
                       const DevicePlan& plan) {
   DetrBundle bundle;
-  const uint64_t seed = config.train().seed();
-  bundle.init_gen = std::make_unique<Generator>(data::philox_key(seed, 0, /*domain=*/0xDE7A));
-  bundle.dropout_gen = std::make_unique<Generator>(data::philox_key(seed, 1, /*domain=*/0xDE7A));
-  models::TensorParallel tp;
-  if (grid != nullptr) tp.group = &grid->tp();
-  if (grid != nullptr && grid->tp_size() > 1) {
-    bundle.sharded_dropout_gen = std::make_unique<Generator>(
-        data::philox_key(seed, 2 + static_cast<uint64_t>(grid->tp_rank()), /*domain=*/0xDE7A));
-    tp.sharded_dropout_gen = bundle.sharded_dropout_gen.get();
-  }
+  bundle.generators = model_generators(config.train().seed(), /*domain=*/0xDE7A, grid);
   const detr::DetrOptions options = detr_options(config, static_cast<int64_t>(data.category_names.size()));
-  bundle.model = std::make_unique<detr::Detr>(options, *bundle.init_gen, *bundle.dropout_gen, tp);
+  const ModelGenerators& g = bundle.generators;
+  bundle.model = std::make_unique<detr::Detr>(options, *g.init, *g.dropout, g.tp);
   if (!plan.device.is_cpu() || plan.dtype != options.dtype) bundle.model->to(plan.device, plan.dtype);
   return bundle;
 }
@@ -264,9 +256,7 @@ class DetrTask : public Task {
     return groups;
   }
   std::vector<RngStream> rng_streams() const override {
-    std::vector<RngStream> streams{{"dropout", bundle_.dropout_gen.get(), false}};
-    if (bundle_.sharded_dropout_gen) streams.push_back({"dropout_sharded", bundle_.sharded_dropout_gen.get(), true});
-    return streams;
+    return bundle_.generators.streams();
   }
 
   std::unique_ptr<BatchSource> train_batches(const data::DataCursor& cursor, int dp_rank, int dp_size) override {

@@ -35,7 +35,7 @@ DetectionData open_detection_data(const config::Config& config);
 // A Detr built from config + data with weights from `seed`-derived generators (training) or, after
 // construction, a checkpoint; tensor parallel over grid->tp() when tp > 1. Moved to plan.device / plan.dtype.
 struct DetrBundle {
-  std::unique_ptr<Generator> init_gen, dropout_gen, sharded_dropout_gen;
+  ModelGenerators generators;
   std::unique_ptr<detr::Detr> model;
 };
 DetrBundle build_detr(const config::Config& config, const DetectionData& data, parallel::ParallelGrid* grid = nullptr,

@@ -16,6 +16,7 @@
 #include "data/sampler.h"
 #include "launcher/device_plan.h"
 #include "launcher/run_dir.h"
+#include "models/common/transformer_layers.h"
 #include "parallel/comm/process_group.h"
 #include "parallel/grid.h"
 
@@ -49,6 +50,16 @@ struct RngStream {
   Generator* generator = nullptr;
   bool rank_own_seed = false;
 };
+
+// The generators a model draws from, keyed by (train.seed, the model kind's domain): its weights, its replicated
+// dropout, and at tp > 1 this tp rank's own stream for the sharded activations' dropout; with the tp its layers use.
+struct ModelGenerators {
+  std::unique_ptr<Generator> init, dropout, sharded_dropout;  // sharded_dropout: null at tp 1
+  models::TensorParallel tp;  // grid's tp group (none without a grid) and sharded_dropout
+  // "dropout" and, at tp > 1, "dropout_sharded" (this rank's seed) for the checkpoint.
+  std::vector<RngStream> streams() const;
+};
+ModelGenerators model_generators(uint64_t seed, uint64_t domain, parallel::ParallelGrid* grid);
 
 // What an evaluation reports: metrics (written to metrics.jsonl as valid_<name>), one console summary
 // ("valid loss 2.013 | ppl 5.83 | BLEU 21.40 on 500 sentences (beam 4)") and example lines under it.

@@ -73,19 +73,11 @@ void check_run_tokenizer(const RunDir& run, const TranslationData& data, bool re
 TranslatorBundle build_translator(const config::Config& config, const TranslationData& data,
                                   parallel::ParallelGrid* grid, const DevicePlan& plan) {
   TranslatorBundle bundle;
-  const uint64_t seed = config.train().seed();
-  bundle.init_gen = std::make_unique<Generator>(data::philox_key(seed, 0, /*domain=*/0x1417));
-  bundle.dropout_gen = std::make_unique<Generator>(data::philox_key(seed, 1, /*domain=*/0x1417));
-  models::TensorParallel tp;
-  if (grid != nullptr) tp.group = &grid->tp();
-  if (grid != nullptr && grid->tp_size() > 1) {
-    bundle.sharded_dropout_gen = std::make_unique<Generator>(
-        data::philox_key(seed, 2 + static_cast<uint64_t>(grid->tp_rank()), /*domain=*/0x1417));
-    tp.sharded_dropout_gen = bundle.sharded_dropout_gen.get();
-  }
+  bundle.generators = model_generators(config.train().seed(), /*domain=*/0x1417, grid);
   const translator::TranslatorOptions options =
       translator_options(config, data.src_vocab, data.tgt_vocab, data.pad_id);
-  bundle.model = std::make_unique<translator::Translator>(options, *bundle.init_gen, *bundle.dropout_gen, tp);
+  const ModelGenerators& g = bundle.generators;
+  bundle.model = std::make_unique<translator::Translator>(options, *g.init, *g.dropout, g.tp);
   if (!plan.device.is_cpu() || plan.dtype != options.dtype) bundle.model->to(plan.device, plan.dtype);
   return bundle;
 }
@@ -254,9 +246,7 @@ class TranslatorTask : public Task {
     return {optim::ParamGroup{bundle_.model->parameters(), o.lr(), o.weight_decay(), "", -1.0}};
   }
   std::vector<RngStream> rng_streams() const override {
-    std::vector<RngStream> streams{{"dropout", bundle_.dropout_gen.get(), false}};
-    if (bundle_.sharded_dropout_gen) streams.push_back({"dropout_sharded", bundle_.sharded_dropout_gen.get(), true});
-    return streams;
+    return bundle_.generators.streams();
   }
 
   std::unique_ptr<BatchSource> train_batches(const data::DataCursor& cursor, int dp_rank, int dp_size) override {

@@ -44,7 +44,7 @@ void check_run_tokenizer(const RunDir& run, const TranslationData& data, bool re
 // construction, a checkpoint. Holds the generators the model draws from. With a grid whose tp > 1 the model is
 // tensor parallel over grid->tp(), its sharded activations dropped with a stream of this tp rank's own.
 struct TranslatorBundle {
-  std::unique_ptr<Generator> init_gen, dropout_gen, sharded_dropout_gen;
+  ModelGenerators generators;
   std::unique_ptr<translator::Translator> model;
 };
 // The model is built on the CPU and then moved to plan.device and plan.dtype (when either differs).
