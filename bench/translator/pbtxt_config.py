@@ -142,13 +142,15 @@ def _defaults(schema, type_name):
             for name, f in schema[type_name].items() if not f.deprecated}
 
 
-def _move_legacy_model_fields(entries, path):
-    """Top-level entries with the translator's fields written directly under `model` moved into model.translator."""
+def _move_legacy_model_fields(entries, path, schema):
+    """Top-level entries with the translator's fields written directly under `model` moved into model.translator
+    (ModelConfig's deprecated fields; its model kinds, translator or detr, stay)."""
     out = []
     for name, value, line in entries:
         if name == "model" and isinstance(value, list):
-            legacy = [e for e in value if e[0] != _LEGACY_MODEL_KIND]
-            kinds = [e for e in value if e[0] == _LEGACY_MODEL_KIND]
+            model_fields = schema["ModelConfig"]
+            legacy = [e for e in value if e[0] in model_fields and model_fields[e[0]].deprecated]
+            kinds = [e for e in value if e not in legacy]
             if legacy and kinds:
                 raise ConfigError(f"{path}: model.{legacy[0][0]} is written directly under `model` next to "
                                   f"`{kinds[0][0]} {{ ... }}`; move it into the latter")
@@ -186,7 +188,7 @@ def load_config(path, overrides, schema):
             else:
                 target[name] = scalar(field_type, value, f"{path}:{line}: {field}")
 
-    merge(config, "Config", _move_legacy_model_fields(parse_text_format(text, path), path), "")
+    merge(config, "Config", _move_legacy_model_fields(parse_text_format(text, path), path, schema), "")
     for assignment in overrides:
         if "=" not in assignment:
             raise ConfigError(f"--set {assignment}: expected <field>=<value>, e.g. model.d_model=256")
