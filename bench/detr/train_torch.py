@@ -13,7 +13,7 @@ Mirrors launcher/detr_task.cpp, launcher/trainer.cpp and launcher/detr_eval.cpp:
   clipped, empty ones dropped), its bilinear resize (half-pixel centres, no antialiasing, rounded to u8), ImageNet
   normalisation and bottom/right padding with a mask; a shuffled permutation per epoch, full batches only. Draws come
   from numpy's generator keyed by (seed, epoch, example), not Parallax's Philox streams: same distributions;
-* model: tests/oracle/torch_detr.py's DETR over tests/oracle/gen_resnet.py's ResNet (torchvision's init, trainable
+* model: tests/oracle/torch_detr.py's DETR over tests/oracle/torch_resnet.py's ResNet (torchvision's init, trainable
   BatchNorm2d unless model.detr.frozen_bn), f32, torch's generator seeded with train.seed;
 * step: the reference's set criterion (Hungarian matching per decoder layer with scipy, weighted cross-entropy with
   eos_coef, L1 and GIoU over the batch's box count; every decoder layer when aux_loss), torch.optim.AdamW with the
@@ -42,7 +42,7 @@ REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "oracle"))
 sys.path.insert(0, os.path.join(REPO, "bench", "translator"))
 import coco_oracle  # noqa: E402  (needs the paths above)
-from gen_resnet import ResNet  # noqa: E402
+from torch_resnet import ResNet  # noqa: E402
 from pbtxt_config import ConfigError, config_text, load_config, load_schema, model_kind  # noqa: E402
 from pbtxt_config import parse_text_format, unquote  # noqa: E402
 from torch_detr import DETR, hungarian_match, layer_losses  # noqa: E402

@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import torch
 
-from gen_resnet import ResNet, randomise
+from gen_resnet import randomise
+from torch_resnet import ResNet
 from pxt import write_pxt
 from torch_detr import DETR, hungarian_match, layer_losses, parallax_named, sine_positions
 
